@@ -1,0 +1,36 @@
+# Two commands do all the set-up: `make demo` and `make test`.
+# TORCH_SPEC pins the CPU build of torch that installs from local disk; a GPU user
+# points it at a CUDA build, e.g. `make test TORCH_SPEC="torch==2.13.0 --index-url ..."`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.dce_monai_installed
+DEMO_OUT ?= demo_output
+PYTEST_ARGS ?= -n 2
+
+.PHONY: install demo test lint clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): $(PY) setup.cfg pyproject.toml
+	@# torch first, unless one is already importable (so a CUDA build stays in place)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/dce-monai demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dce_monai tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info

@@ -1,0 +1,9 @@
+"""dce_monai: a MONAI-based toolkit for breast DCE-MRI."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .sequences import CHANNEL_NAMES_KEY, SEQUENCES, triplets
+
+__all__ = ["__version__", "SEQUENCES", "CHANNEL_NAMES_KEY", "triplets"]

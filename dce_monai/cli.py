@@ -1,0 +1,50 @@
+"""``dce-monai`` console entry point.
+
+Each subcommand lives in the module that does the work; that module exposes
+``add_cli_arguments(parser)`` and ``cli_main(args) -> int``. This file only maps names
+to modules, so importing the CLI stays cheap (torch/ITK load only for the command run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "phantom": ("dce_monai.data.phantom", "generate a synthetic breast DCE-MRI cohort (NIfTI + manifest)"),
+    "validate": ("dce_monai.data.validate", "check a manifest and the files it names; list every problem"),
+    "import": ("dce_monai.data.importers", "convert a real dataset layout into a dce_monai manifest"),
+    "folds": ("dce_monai.data.folds", "write patient-wise stratified k-fold splits for a manifest"),
+    "demo": ("dce_monai.workflows.demo", "run the demo: phantom cohort, validation and the available experiments"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="dce-monai", description="MONAI-based toolkit for breast DCE-MRI."
+    )
+    parser.add_argument("--version", action="version", version=f"dce_monai {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = importlib.import_module(module)
+        mod.add_cli_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    mod = importlib.import_module(args._module)
+    return int(mod.cli_main(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""dce_monai.data.importers."""

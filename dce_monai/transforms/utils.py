@@ -1,0 +1,133 @@
+"""Input checks shared by the dce_monai transforms.
+
+Every check raises a ``ValueError`` whose message names the case (``patient_id`` /
+``lesion_id`` when the data dict carries them), the key and the offending value, so that a
+bad case in a 2,000-patient cohort is found from the message alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import MetaTensor
+
+__all__ = [
+    "case_label",
+    "spatial_shape",
+    "check_spatial_dims",
+    "check_same_grid",
+    "check_finite",
+    "check_binary_mask",
+    "to_float_tensor",
+]
+
+CASE_KEYS = ("patient_id", "lesion_id")
+
+
+def case_label(d: Mapping[Hashable, Any] | None) -> str:
+    """Human-readable case name for error messages, e.g. ``"patient 'PH0003' lesion 'PH0003-L1'"``."""
+    if not d:
+        return "input"
+    parts = [f"{k.split('_')[0]} {d[k]!r}" for k in CASE_KEYS if k in d]
+    return " ".join(parts) if parts else "input"
+
+
+def spatial_shape(img: Any) -> tuple[int, ...]:
+    """Spatial shape of a channel-first image (drops the leading channel axis)."""
+    return tuple(int(s) for s in img.shape[1:])
+
+
+def check_spatial_dims(img: Any, ndim: int, name: str = "img", case: str = "input") -> None:
+    """Require a channel-first image with ``ndim`` spatial dimensions.
+
+    Raises:
+        ValueError: e.g. ``"patient 'P1': 'T1pre' must be channel-first with 3 spatial dims
+            (C, X, Y, Z), got shape (64, 64)."``
+    """
+    if len(img.shape) != ndim + 1:
+        axes = ", ".join("XYZ"[:ndim]) if ndim <= 3 else f"{ndim} spatial"
+        raise ValueError(
+            f"{case}: {name!r} must be channel-first with {ndim} spatial dims (C, {axes}), "
+            f"got shape {tuple(img.shape)}."
+        )
+
+
+def _affine(img: Any) -> np.ndarray | None:
+    if isinstance(img, MetaTensor):
+        return np.asarray(img.affine, dtype=np.float64)
+    return None
+
+
+def check_same_grid(
+    images: Mapping[str, Any], case: str = "input", atol_mm: float = 1e-3
+) -> None:
+    """Require all images to share spatial shape and (for MetaTensors) affine.
+
+    Raises:
+        ValueError: naming both keys and their shapes or affines when they differ.
+    """
+    items = list(images.items())
+    if not items:
+        return
+    ref_key, ref = items[0]
+    ref_shape, ref_aff = spatial_shape(ref), _affine(ref)
+    for key, img in items[1:]:
+        shape = spatial_shape(img)
+        if shape != ref_shape:
+            raise ValueError(
+                f"{case}: sequences are on different grids: {ref_key!r} has spatial shape "
+                f"{ref_shape} but {key!r} has {shape}."
+            )
+        aff = _affine(img)
+        if ref_aff is not None and aff is not None and not np.allclose(aff, ref_aff, atol=atol_mm):
+            raise ValueError(
+                f"{case}: sequences are on different grids: the affine of {key!r} differs from "
+                f"that of {ref_key!r} by up to {np.abs(aff - ref_aff).max():.4g} mm."
+            )
+
+
+def check_finite(img: Any, name: str = "img", case: str = "input") -> None:
+    """Refuse NaN or Inf voxels, reporting how many there are."""
+    t = torch.as_tensor(img) if not isinstance(img, np.ndarray) else torch.from_numpy(img)
+    if t.is_floating_point():
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ValueError(f"{case}: {name!r} has {bad} NaN/Inf voxels; clean or mask them first.")
+
+
+def check_binary_mask(mask: Any, name: str = "mask", case: str = "input", allow_empty: bool = False) -> None:
+    """Require a mask with values in {0, 1} (bool allowed) and, unless allowed, not empty."""
+    t = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask)
+    if t.dtype != torch.bool:
+        vals = torch.unique(t)
+        extra = [v for v in vals.tolist() if v not in (0, 1)]
+        if extra:
+            shown = extra[:5]
+            raise ValueError(
+                f"{case}: {name!r} must be binary (values 0/1), found other values {shown}"
+                f"{' ...' if len(extra) > 5 else ''}."
+            )
+    if not allow_empty and not bool(t.any()):
+        raise ValueError(f"{case}: {name!r} is empty (no foreground voxel).")
+
+
+def to_float_tensor(img: Any) -> torch.Tensor:
+    """Return ``img`` as a float32 torch tensor (MetaTensor kept as MetaTensor).
+
+    Integer scanner data (uint16) is converted *before* any arithmetic, which is what keeps
+    subtraction and enhancement ratios free of unsigned overflow.
+    """
+    if isinstance(img, np.ndarray):
+        if img.dtype == np.uint16 or img.dtype == np.uint32:
+            img = img.astype(np.float32)
+        return torch.as_tensor(img, dtype=torch.float32)
+    t = img if isinstance(img, torch.Tensor) else torch.as_tensor(img)
+    return t.to(torch.float32)
+
+
+def names_in(d: Mapping[Hashable, Any], keys: Sequence[Hashable]) -> list[Hashable]:
+    """Keys of ``keys`` missing from ``d`` (helper for error messages)."""
+    return [k for k in keys if k not in d]
