@@ -16,7 +16,6 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "phantom": ("dce_monai.data.phantom", "generate a synthetic breast DCE-MRI cohort (NIfTI + manifest)"),
     "validate": ("dce_monai.data.validate", "check a manifest and the files it names; list every problem"),
-    "import": ("dce_monai.data.importers", "convert a real dataset layout into a dce_monai manifest"),
     "folds": ("dce_monai.data.folds", "write patient-wise stratified k-fold splits for a manifest"),
     "demo": ("dce_monai.workflows.demo", "run the demo: phantom cohort, validation and the available experiments"),
 }
@@ -43,7 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     mod = importlib.import_module(args._module)
-    return int(mod.cli_main(args) or 0)
+    try:
+        return int(mod.cli_main(args) or 0)
+    except (ValueError, FileNotFoundError, KeyError) as e:  # user errors: message, no traceback
+        print(f"dce-monai {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,333 @@
+"""Cohort manifests: load, validate and turn into MONAI datalists.
+
+A manifest is JSON data (never evaluated) following ``data_manifest/schema.json``: a dataset
+header and patients, each with one exam (image paths by canonical sequence name, acquisition
+times, label map) and lesions with labels. Paths are relative to the manifest's folder.
+
+Validation happens in two layers. The JSON Schema catches structural errors; semantic rules
+here catch what a schema cannot (duplicate ids, phase gaps, times out of order, a lesion
+that cannot be located). Every problem names the case and the field, and all problems are
+reported together in one :class:`ManifestError`. File contents are checked separately by
+:mod:`dce_monai.data.validate`.
+
+Example:
+    >>> m = load_manifest("cohort/manifest.json")           # doctest: +SKIP
+    >>> lesions = m.to_datalist(level="lesion")             # doctest: +SKIP
+    >>> lesions[0]["T1pre"], lesions[0]["label"]            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dce_monai.sequences import PRE, is_post, post_index, sort_sequences, validate_sequence_names
+
+__all__ = [
+    "Problem",
+    "ManifestError",
+    "Manifest",
+    "load_manifest",
+    "save_manifest",
+    "check_manifest",
+    "schema",
+    "PATIENT_LABELS",
+    "LESION_LABELS",
+]
+
+PATIENT_LABELS = ("her2", "er", "pr", "pcr", "recurrence_event", "malignant")
+LESION_LABELS = ("malignant",)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a manifest: which case, which field, what is wrong."""
+
+    case: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.case} field {self.field!r}: {self.message}"
+
+
+class ManifestError(ValueError):
+    """A manifest (or its files) failed validation; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: Sequence[Problem], source: str = "manifest") -> None:
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s):\n{lines}")
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The manifest JSON Schema shipped with the package."""
+    return json.loads((Path(__file__).parent / "schema.json").read_text())
+
+
+def _case(patient: Any, index: int) -> str:
+    pid = patient.get("patient_id") if isinstance(patient, dict) else None
+    return f"patient {pid!r}" if pid else f"patients[{index}]"
+
+
+def _schema_problems(data: Any) -> list[Problem]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    problems = []
+    for err in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        path = list(err.absolute_path)
+        case = "manifest"
+        if len(path) >= 2 and path[0] == "patients" and isinstance(path[1], int):
+            patients = data.get("patients", []) if isinstance(data, dict) else []
+            case = _case(patients[path[1]] if path[1] < len(patients) else None, path[1])
+            path = path[2:]
+        fld = ".".join(str(p) for p in path) or "(root)"
+        msg = err.message
+        if err.validator == "enum" and "sequence" not in msg:
+            msg = f"value {err.instance!r} is not allowed; expected one of {err.validator_value}"
+        if err.validator == "pattern" and isinstance(err.instance, str) and "sequences" in fld:
+            msg = (
+                f"unknown sequence name {err.instance!r}; expected T2, T1pre, T1post<k> (k >= 1) or sub"
+            )
+        problems.append(Problem(case, fld, msg))
+    return problems
+
+
+def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen_pids: dict[str, int] = {}
+    seen_lesions: dict[str, str] = {}
+    for i, p in enumerate(data.get("patients", [])):
+        case = _case(p, i)
+        pid = p["patient_id"]
+        if pid in seen_pids:
+            problems.append(Problem(case, "patient_id", f"duplicate patient id (also patients[{seen_pids[pid]}])"))
+        seen_pids.setdefault(pid, i)
+        exam = p["exam"]
+        seqs = list(exam["sequences"])
+        posts = sorted(post_index(s) for s in seqs if is_post(s))  # type: ignore[type-var]
+        missing = [k for k in range(1, (posts[-1] if posts else 0) + 1) if k not in posts]
+        if missing:
+            problems.append(
+                Problem(case, "exam.sequences", f"post-contrast phases have gaps: T1post{missing} missing but T1post{posts[-1]} present")
+            )
+        times = exam.get("acquisition_times_s", {})
+        for name in times:
+            if name not in exam["sequences"]:
+                problems.append(Problem(case, f"exam.acquisition_times_s.{name}", "time given for a sequence the exam does not have"))
+        order = [s for s in sort_sequences([s for s in seqs if s == PRE or is_post(s)]) if s in times]
+        for a, b in zip(order, order[1:]):
+            if not times[b] > times[a]:
+                problems.append(
+                    Problem(case, f"exam.acquisition_times_s.{b}", f"acquisition times must increase with phase: {a}={times[a]} s, {b}={times[b]} s")
+                )
+        values: dict[int, str] = {}
+        for j, les in enumerate(p["lesions"]):
+            lid = les["lesion_id"]
+            lcase = f"{case} lesion {lid!r}"
+            if lid in seen_lesions:
+                problems.append(Problem(lcase, "lesion_id", f"duplicate lesion id (also in {seen_lesions[lid]})"))
+            seen_lesions.setdefault(lid, case)
+            v = les.get("label_value")
+            if v is None and "mask" not in les:
+                problems.append(Problem(lcase, f"lesions[{j}]", "lesion has neither label_value nor mask: it cannot be located"))
+            if v is not None:
+                if "label_map" not in exam and "mask" not in les:
+                    problems.append(Problem(lcase, f"lesions[{j}].label_value", "label_value given but the exam has no label_map"))
+                if v in values:
+                    problems.append(Problem(lcase, f"lesions[{j}].label_value", f"label_value {v} already used by lesion {values[v]!r}"))
+                values.setdefault(v, lid)
+    return problems
+
+
+def check_manifest(data: Any, source: str = "manifest") -> None:
+    """Validate manifest data (schema + semantic rules) without touching files.
+
+    Raises:
+        ManifestError: listing every problem with its case and field.
+    """
+    problems = _schema_problems(data)
+    if not problems:
+        problems = _semantic_problems(data)
+    if problems:
+        raise ManifestError(problems, source)
+
+
+@dataclass
+class Manifest:
+    """A validated cohort manifest.
+
+    Attributes:
+        path: the manifest file (None for in-memory data).
+        root: folder relative paths are resolved against.
+        dataset: the dataset header.
+        patients: patient entries as in the file.
+    """
+
+    path: Path | None
+    root: Path
+    dataset: dict[str, Any]
+    patients: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], root: str | Path = ".", source: str = "manifest") -> Manifest:
+        check_manifest(data, source)
+        return cls(None, Path(root), data["dataset"], list(data["patients"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": "1.0", "dataset": self.dataset, "patients": self.patients}
+
+    def resolve(self, rel: str) -> str:
+        """Absolute path string of a manifest path."""
+        p = Path(rel)
+        return str(p if p.is_absolute() else (self.root / p).resolve())
+
+    def sequences(self) -> list[str]:
+        """Sequences present in every patient, canonical order."""
+        common: set[str] | None = None
+        for p in self.patients:
+            s = set(p["exam"]["sequences"])
+            common = s if common is None else common & s
+        return sort_sequences(sorted(common or ()))
+
+    def select(self, patient_ids: Iterable[str]) -> Manifest:
+        """A manifest with only the given patients (unknown ids are an error)."""
+        wanted = list(patient_ids)
+        have = {p["patient_id"]: p for p in self.patients}
+        unknown = [w for w in wanted if w not in have]
+        if unknown:
+            raise KeyError(f"patients not in the manifest: {unknown}")
+        return Manifest(self.path, self.root, self.dataset, [have[w] for w in wanted])
+
+    def to_datalist(
+        self,
+        level: str = "lesion",
+        sequences: Sequence[str] | None = None,
+        label: str = "malignant",
+        cohort: str | None = None,
+        skip_missing_labels: bool = False,
+        report: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Turn the manifest into a MONAI datalist.
+
+        Args:
+            level: ``"lesion"`` (one dict per lesion: seed 1 patches, seed 2 crops) or
+                ``"patient"`` (one dict per patient: whole-volume work).
+            sequences: sequence names to include (default: all of each patient's sequences);
+                a requested sequence a patient lacks is an error naming both.
+            label: target written to ``"label"``: ``malignant`` (lesion label at lesion level;
+                at patient level, the patient's ``malignant`` or any malignant lesion) or a
+                patient label (``her2``, ``pcr``, ``recurrence_event``, ...).
+            cohort: keep only patients of this ``cohort`` (e.g. ``"train"``).
+            skip_missing_labels: skip entries whose target is missing instead of raising;
+                the count and ids go into ``report`` (never silently).
+            report: optional dict that receives ``{"skipped": [...ids...]}``.
+
+        Returns:
+            List of dicts with ``patient_id``, ``label``, each sequence name -> absolute path,
+            ``label_map`` / ``breast_mask`` paths if present, ``acquisition_times_s``; lesion
+            level adds ``lesion_id``, ``label_value`` and ``mask`` (a lesion's own mask path).
+
+        Raises:
+            ValueError: unknown ``level``/``label``, a missing sequence or a missing label
+                (each message names the case).
+        """
+        if level not in ("lesion", "patient"):
+            raise ValueError(f"level must be 'lesion' or 'patient', got {level!r}.")
+        if label not in PATIENT_LABELS + ("recurrence_days",):
+            raise ValueError(f"label must be one of {PATIENT_LABELS + ('recurrence_days',)}, got {label!r}.")
+        if level == "lesion" and label not in LESION_LABELS + PATIENT_LABELS:
+            raise ValueError(f"label {label!r} is not defined per lesion.")
+        seqs = validate_sequence_names(sequences, "sequences") if sequences is not None else None
+        out: list[dict[str, Any]] = []
+        skipped: list[str] = []
+        for p in self.patients:
+            if cohort is not None and p.get("cohort") != cohort:
+                continue
+            pid = p["patient_id"]
+            exam = p["exam"]
+            names = seqs or sort_sequences(list(exam["sequences"]))
+            missing = [s for s in names if s not in exam["sequences"]]
+            if missing:
+                raise ValueError(
+                    f"patient {pid!r}: requested sequence(s) {missing} not in the exam; "
+                    f"available: {sort_sequences(list(exam['sequences']))}."
+                )
+            base: dict[str, Any] = {"patient_id": pid}
+            for s in names:
+                base[s] = self.resolve(exam["sequences"][s])
+            for key in ("label_map", "breast_mask"):
+                if key in exam:
+                    base[key] = self.resolve(exam[key])
+            if "acquisition_times_s" in exam:
+                base["acquisition_times_s"] = {k: exam["acquisition_times_s"][k] for k in names if k in exam["acquisition_times_s"]}
+            if "cohort" in p:
+                base["cohort"] = p["cohort"]
+            labels = p.get("labels", {})
+            if level == "patient":
+                y = labels.get(label)
+                if y is None and label == "malignant" and p["lesions"] and all(les.get("malignant") is not None for les in p["lesions"]):
+                    y = int(any(les["malignant"] for les in p["lesions"]))
+                if y is None:
+                    if not skip_missing_labels:
+                        raise ValueError(f"patient {pid!r}: label {label!r} is missing; pass skip_missing_labels=True to skip such cases.")
+                    skipped.append(pid)
+                    continue
+                out.append({**base, "label": y})
+                continue
+            for les in p["lesions"]:
+                y = les.get(label) if label in LESION_LABELS else labels.get(label)
+                lid = les["lesion_id"]
+                if y is None:
+                    if not skip_missing_labels:
+                        raise ValueError(
+                            f"patient {pid!r} lesion {lid!r}: label {label!r} is missing; pass skip_missing_labels=True to skip such cases."
+                        )
+                    skipped.append(lid)
+                    continue
+                d = {**base, "lesion_id": lid, "label": y}
+                if "label_value" in les:
+                    d["label_value"] = les["label_value"]
+                if "mask" in les:
+                    d["mask"] = self.resolve(les["mask"])
+                out.append(d)
+        if report is not None:
+            report["skipped"] = skipped
+        return out
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate a manifest file (JSON, never evaluated).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ManifestError: invalid JSON, schema or semantic problems (all listed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError([Problem("manifest", "(file)", f"not valid JSON: {e}")], str(path)) from None
+    check_manifest(data, str(path))
+    return Manifest(path, path.parent.resolve(), data["dataset"], list(data["patients"]))
+
+
+def save_manifest(data: dict[str, Any] | Manifest, path: str | Path) -> Path:
+    """Validate and write a manifest as JSON (atomically: temp file + rename)."""
+    d = data.to_dict() if isinstance(data, Manifest) else data
+    check_manifest(d, str(path))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(d, indent=1))
+    tmp.replace(path)
+    return path
