@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from dce_monai.data.manifest import Manifest, ManifestError, check_manifest, load_manifest, save_manifest
+
+
+def _manifest() -> dict:
+    return {
+        "schema_version": "1.0",
+        "dataset": {"name": "unit"},
+        "patients": [
+            {
+                "patient_id": pid,
+                "exam": {
+                    "sequences": {"T1pre": f"{pid}/pre.nii.gz", "T1post1": f"{pid}/p1.nii.gz", "T1post2": f"{pid}/p2.nii.gz"},
+                    "acquisition_times_s": {"T1pre": 0, "T1post1": 90, "T1post2": 180},
+                    "label_map": f"{pid}/lm.nii.gz",
+                },
+                "labels": {"her2": her2},
+                "lesions": [{"lesion_id": f"{pid}-L1", "label_value": 1, "malignant": mal}],
+            }
+            for pid, her2, mal in (("A", 1, 1), ("B", 0, 0), ("C", None, 1))
+        ],
+    }
+
+
+def test_round_trip(tmp_path):
+    path = save_manifest(_manifest(), tmp_path / "m.json")
+    m = load_manifest(path)
+    assert m.to_dict() == _manifest()
+    assert m.sequences() == ["T1pre", "T1post1", "T1post2"]
+
+
+def test_lesion_datalist_resolves_paths(tmp_path):
+    m = load_manifest(save_manifest(_manifest(), tmp_path / "m.json"))
+    dl = m.to_datalist(level="lesion")
+    assert [d["lesion_id"] for d in dl] == ["A-L1", "B-L1", "C-L1"]
+    assert dl[0]["label"] == 1 and dl[0]["label_value"] == 1
+    assert dl[0]["T1pre"] == str((tmp_path / "A/pre.nii.gz").resolve())
+    assert dl[0]["acquisition_times_s"] == {"T1pre": 0, "T1post1": 90, "T1post2": 180}
+    sub = m.to_datalist(level="lesion", sequences=["T1pre", "T1post2"])
+    assert "T1post1" not in sub[0] and "T1post2" in sub[0]
+
+
+def test_patient_datalist_and_missing_labels_reported(tmp_path):
+    m = Manifest.from_dict(_manifest(), tmp_path)
+    assert [d["label"] for d in m.to_datalist(level="patient")] == [1, 0, 1]  # from lesions
+    report: dict = {}
+    dl = m.to_datalist(level="patient", label="her2", skip_missing_labels=True, report=report)
+    assert [d["patient_id"] for d in dl] == ["A", "B"] and report["skipped"] == ["C"]
+    with pytest.raises(ValueError, match=r"patient 'C': label 'her2' is missing"):
+        m.to_datalist(level="patient", label="her2")
+    with pytest.raises(ValueError, match=r"patient 'C' lesion 'C-L1': label 'her2' is missing"):
+        m.to_datalist(level="lesion", label="her2")
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"level": "slice"}, r"level must be 'lesion' or 'patient', got 'slice'"),
+        ({"label": "grade"}, r"label must be one of .* got 'grade'"),
+        ({"sequences": ["T1pre", "T1post3"]}, r"patient 'A': requested sequence\(s\) \['T1post3'\] not in the exam; available: \['T1pre', 'T1post1', 'T1post2'\]"),
+        ({"sequences": ["DWI"]}, r"sequences: unknown sequence name 'DWI'"),
+    ],
+)
+def test_datalist_errors(tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Manifest.from_dict(_manifest(), tmp_path).to_datalist(**kwargs)
+
+
+def test_cohort_filter(tmp_path):
+    d = _manifest()
+    d["patients"][0]["cohort"] = "train"
+    assert [x["patient_id"] for x in Manifest.from_dict(d, tmp_path).to_datalist(cohort="train")] == ["A"]
+
+
+def _broken(change):
+    d = copy.deepcopy(_manifest())
+    change(d)
+    return d
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda d: d["patients"][1].update(patient_id="A"), r"patient 'A' field 'patient_id': duplicate patient id \(also patients\[0\]\)"),
+        (lambda d: d["patients"][1]["lesions"][0].update(lesion_id="A-L1"), r"lesion 'A-L1' field 'lesion_id': duplicate lesion id"),
+        (lambda d: d["patients"][0]["exam"]["sequences"].update(DWI="x.nii.gz"), r"patient 'A' field 'exam.sequences.*unknown sequence name 'DWI'"),
+        (lambda d: d["patients"][0]["lesions"][0].update(malignant=2), r"patient 'A' field 'lesions.0.malignant': value 2 is not allowed"),
+        (lambda d: d["patients"][0]["labels"].update(her2=3), r"patient 'A' field 'labels.her2': value 3 is not allowed"),
+        (lambda d: d["patients"][0]["exam"]["sequences"].pop("T1post1"), r"post-contrast phases have gaps: T1post\[1\] missing"),
+        (lambda d: d["patients"][0]["exam"]["acquisition_times_s"].update(T1post2=60), r"acquisition times must increase with phase: T1post1=90 s, T1post2=60 s"),
+        (lambda d: d["patients"][0]["lesions"][0].pop("label_value"), r"lesion has neither label_value nor mask"),
+        (lambda d: d["patients"][0]["exam"].pop("label_map"), r"label_value given but the exam has no label_map"),
+        (lambda d: d["patients"][0]["lesions"].append({"lesion_id": "A-L2", "label_value": 1}), r"label_value 1 already used by lesion 'A-L1'"),
+        (lambda d: d["patients"][0]["exam"].update(spacing_mm=[1, 1]), r"field 'exam.spacing_mm'"),
+        (lambda d: d.pop("dataset"), r"manifest field '\(root\)': 'dataset' is a required property"),
+    ],
+)
+def test_bad_manifests_name_case_and_field(change, match):
+    with pytest.raises(ManifestError, match=match):
+        check_manifest(_broken(change))
+
+
+def test_all_problems_reported_together():
+    d = _broken(lambda d: (d["patients"][1].update(patient_id="A"), d["patients"][2]["lesions"][0].pop("label_value")))
+    with pytest.raises(ManifestError) as e:
+        check_manifest(d)
+    assert len(e.value.problems) == 2 and "2 problem(s)" in str(e.value)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest not found"):
+        load_manifest(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        load_manifest(bad)
+
+
+def test_json_is_never_evaluated(tmp_path):
+    d = _manifest()
+    d["dataset"]["name"] = "__import__('os').system('echo hacked')"
+    p = save_manifest(d, tmp_path / "m.json")
+    assert load_manifest(p).dataset["name"].startswith("__import__")
+    assert json.loads(p.read_text())["dataset"]["name"] == d["dataset"]["name"]
+
+
+def test_select(tmp_path):
+    m = Manifest.from_dict(_manifest(), tmp_path)
+    assert [p["patient_id"] for p in m.select(["C", "A"]).patients] == ["C", "A"]
+    with pytest.raises(KeyError, match=r"patients not in the manifest: \['Z'\]"):
+        m.select(["Z"])
