@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "phantom": ("dce_monai.data.phantom", "generate a synthetic breast DCE-MRI cohort (NIfTI + manifest)"),
     "validate": ("dce_monai.data.validate", "check a manifest and the files it names; list every problem"),
+    "import": ("dce_monai.data.importers", "convert a real dataset layout (MAMA-MIA, mapping CSV, BreastDCEDL) into a manifest"),
     "folds": ("dce_monai.data.folds", "write patient-wise stratified k-fold splits for a manifest"),
     "demo": ("dce_monai.workflows.demo", "run the demo: phantom cohort, validation and the available experiments"),
 }

@@ -33,6 +33,7 @@ __all__ = [
     "Manifest",
     "load_manifest",
     "save_manifest",
+    "rebase",
     "check_manifest",
     "schema",
     "PATIENT_LABELS",
@@ -331,3 +332,22 @@ def save_manifest(data: dict[str, Any] | Manifest, path: str | Path) -> Path:
     tmp.write_text(json.dumps(d, indent=1))
     tmp.replace(path)
     return path
+
+
+def rebase(data: dict[str, Any], base: str | Path) -> dict[str, Any]:
+    """Make the manifest's relative paths absolute against ``base`` (in place)."""
+    root = Path(base).resolve()
+
+    def fix(v: str) -> str:
+        return v if Path(v).is_absolute() else str(root / v)
+
+    for p in data["patients"]:
+        ex = p["exam"]
+        ex["sequences"] = {k: fix(v) for k, v in ex["sequences"].items()}
+        for key in ("label_map", "breast_mask", "bias_field"):
+            if key in ex:
+                ex[key] = fix(ex[key])
+        for les in p["lesions"]:
+            if "mask" in les:
+                les["mask"] = fix(les["mask"])
+    return data

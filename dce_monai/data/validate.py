@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dce_monai.data.manifest import Manifest, ManifestError, Problem, load_manifest, save_manifest
+from dce_monai.data.manifest import Manifest, ManifestError, Problem, load_manifest, rebase, save_manifest
 from dce_monai.sequences import sort_sequences
 
 __all__ = ["ValidationReport", "validate_cohort", "read_nifti", "add_cli_arguments", "cli_main"]
@@ -200,18 +200,8 @@ def cli_main(args: argparse.Namespace) -> int:
         m = load_manifest(args.manifest)
         out = Path(args.out)
         kept = m.select(report.valid_patients)
-        # rewrite paths relative to the new manifest's folder
-        rebased = []
-        for p in kept.patients:
-            rebased.append(json.loads(json.dumps(p)))
-            ex = rebased[-1]["exam"]
-            ex["sequences"] = {k: m.resolve(v) for k, v in ex["sequences"].items()}
-            for key in ("label_map", "breast_mask", "bias_field"):
-                if key in ex:
-                    ex[key] = m.resolve(ex[key])
-            for les in rebased[-1]["lesions"]:
-                if "mask" in les:
-                    les["mask"] = m.resolve(les["mask"])
+        rebased = [json.loads(json.dumps(p)) for p in kept.patients]
+        rebase({"patients": rebased}, m.root)
         save_manifest({"schema_version": "1.0", "dataset": m.dataset, "patients": rebased}, out)
         print(f"{len(rebased)} valid patient(s) written to {out}; {len(report.invalid_patients)} skipped: {report.invalid_patients}")
         return 0
