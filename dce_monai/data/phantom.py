@@ -614,7 +614,7 @@ def _outcomes(rng: np.random.Generator, lesions: list[dict[str, Any]], stromal: 
     big = max(mal, key=lambda les: les["volume_mm3"])
     washout = 1.0 if big["archetype"] == "washout" else 0.0
     size_z = (math.log(big["volume_mm3"] + 1) - 8.0) / 1.2
-    her2_logit = -1.6 + 1.0 * stromal + 0.6 * washout + rng.normal(0, 1.0)
+    her2_logit = -1.2 + 1.0 * stromal + 0.6 * washout + rng.normal(0, 1.0)
     her2 = int(her2_logit > 0)
     rec_logit = -1.2 + 0.7 * size_z + 0.6 * stromal + 0.4 * her2 + rng.normal(0, 1.0)
     event = int(rec_logit > 0)
