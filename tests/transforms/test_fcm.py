@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from dce_monai.transforms.fcm import FuzzyCMeansMask, FuzzyCMeansMaskd, fuzzy_cmeans, fuzzy_cmeans_histogram
+
+
+def reference_fcm(x, c, m=2.0, init=None, tol=1e-10, max_iter=1000):
+    """Straightforward numpy FCM (the textbook loop) used as the reference."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    centers = np.asarray(init, np.float64).reshape(c, -1)
+    for _ in range(max_iter):
+        d = np.sqrt(((x[:, None, :] - centers[None]) ** 2).sum(-1))
+        d = np.fmax(d, 1e-300)
+        u = 1.0 / ((d[:, :, None] / d[:, None, :]) ** (2 / (m - 1))).sum(-1)
+        new = (u**m).T @ x / (u**m).sum(0)[:, None]
+        if np.abs(new - centers).max() < tol:
+            centers = new
+            break
+        centers = new
+    order = np.argsort(centers[:, 0])
+    centers = centers[order]
+    d = np.fmax(np.sqrt(((x[:, None, :] - centers[None]) ** 2).sum(-1)), 1e-300)
+    u = 1.0 / ((d[:, :, None] / d[:, None, :]) ** (2 / (m - 1))).sum(-1)
+    return centers, u
+
+
+def _data(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(100, 15, n), rng.normal(400, 40, n // 2), rng.normal(900, 60, n // 4)]).round()
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch", "meta"])
+def test_full_mode_matches_reference(kind):
+    x = _data()
+    xin = {"numpy": x, "torch": torch.as_tensor(x), "meta": MetaTensor(torch.as_tensor(x))}[kind]
+    res = fuzzy_cmeans(xin, 3, tol=1e-10, max_iter=1000)
+    c_ref, u_ref = reference_fcm(x, 3, init=[50, 300, 800])
+    np.testing.assert_allclose(res.centers.numpy().ravel(), c_ref.ravel(), atol=1e-3)
+    assert np.abs(res.memberships.numpy() - u_ref).max() < 1e-3
+    assert (res.memberships.argmax(1).numpy() == u_ref.argmax(1)).all()
+    assert res.converged and torch.allclose(res.memberships.sum(1), torch.ones(len(x), dtype=torch.float64))
+
+
+def test_histogram_mode_exact_and_runs_on_unique_values():
+    x = _data(6000)
+    res_h, u_h = fuzzy_cmeans_histogram(x, tol=1e-10, max_iter=1000)
+    res_f = fuzzy_cmeans(x, tol=1e-10, max_iter=1000)
+    assert np.abs(u_h.numpy() - res_f.memberships.numpy()).max() < 1e-3
+    assert res_h.n_points == len(np.unique(x)) < len(x)
+    # complexity: 10x more voxels with the same values -> same number of points iterated on
+    res_big, _ = fuzzy_cmeans_histogram(np.tile(x, 10), tol=1e-10, max_iter=1000)
+    assert res_big.n_points == res_h.n_points
+    np.testing.assert_allclose(res_big.centers, res_h.centers, atol=1e-6)
+
+
+def test_weights_equal_repeated_samples_and_zero_distance():
+    x = np.array([0.0, 1.0, 10.0, 11.0, 20.0])
+    w = np.array([3.0, 1.0, 2.0, 1.0, 1.0])
+    a = fuzzy_cmeans(x, 3, weights=w, tol=1e-12, max_iter=2000, init=[0, 10, 20])
+    b = fuzzy_cmeans(np.repeat(x, w.astype(int)), 3, tol=1e-12, max_iter=2000, init=[0, 10, 20])
+    np.testing.assert_allclose(a.centers, b.centers, atol=1e-8)
+    res = fuzzy_cmeans(np.array([0.0, 5.0, 10.0]), 3, init=[0, 5, 10], max_iter=1)
+    np.testing.assert_allclose(res.memberships.numpy(), np.eye(3))  # points on centres
+
+
+def test_histogram_float_needs_bins():
+    x = np.random.default_rng(0).normal(size=1000)
+    with pytest.raises(ValueError, match="values are not integers; pass n_bins"):
+        fuzzy_cmeans_histogram(x)
+    res, u = fuzzy_cmeans_histogram(x, n_bins=256)
+    assert u.shape == (1000, 3) and res.n_points <= 256
+    with pytest.raises(ValueError, match=r"n_bins must be an integer >= 2, got 1"):
+        fuzzy_cmeans_histogram(x, n_bins=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"x": np.arange(10.0), "n_clusters": 1}, r"n_clusters must be an integer >= 2, got 1"),
+        ({"x": np.arange(10.0), "m": 1.0}, r"fuzzifier m must be > 1, got 1.0"),
+        ({"x": np.arange(10.0), "tol": 0}, r"tol must be > 0"),
+        ({"x": np.ones((2, 2, 2))}, r"x must have shape \(N,\) or \(N, F\)"),
+        ({"x": np.array([1.0, np.nan, 3.0, 4.0])}, r"x has 1 NaN/Inf values"),
+        ({"x": np.array([1.0, 1.0, 2.0])}, r"needs at least n_clusters=3 distinct values, got 2"),
+        ({"x": np.arange(5.0), "weights": np.ones(4)}, r"weights must be non-negative with shape \(5,\)"),
+    ],
+)
+def test_fcm_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fuzzy_cmeans(**kwargs)
+
+
+def _blob_volume(seed=0):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(100, 20, (1, 24, 24, 12)).round()
+    zz, yy, xx = np.meshgrid(np.arange(24), np.arange(24), np.arange(12), indexing="ij")
+    blob = (zz - 12) ** 2 + (yy - 12) ** 2 + ((xx - 6) * 2) ** 2 < 36
+    img[0][blob] = rng.normal(800, 40, blob.sum()).round()
+    img[0, 2:4, 2:4, 2:4] = 790  # small spurious bright blob
+    return img, blob
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch", "meta"])
+@pytest.mark.parametrize("mode", ["histogram", "full"])
+def test_mask_recovers_blob_and_cleanup(kind, mode):
+    img, blob = _blob_volume()
+    aff = torch.diag(torch.tensor([0.7, 0.7, 2.0, 1.0], dtype=torch.float64))
+    x = {"numpy": img, "torch": torch.as_tensor(img), "meta": MetaTensor(torch.as_tensor(img), affine=aff)}[kind]
+    m = FuzzyCMeansMask(3, mode=mode, keep_largest=True)(x)
+    got = m[0].numpy().astype(bool)
+    dice = 2 * (got & blob).sum() / (got.sum() + blob.sum())
+    assert dice >= 0.9 and not got[2:4, 2:4, 2:4].any() and m.dtype == torch.uint8
+    if kind == "meta":
+        assert torch.equal(m.affine, aff)
+    assert FuzzyCMeansMask(3, mode=mode)(x)[0, 2:4, 2:4, 2:4].all()  # without cleanup it stays
+    assert not FuzzyCMeansMask(3, mode=mode, min_size=20)(x)[0, 2:4, 2:4, 2:4].any()
+
+
+def test_dict_form_with_candidates_and_empty():
+    img, blob = _blob_volume()
+    cand = np.ones_like(img, dtype=np.uint8)
+    cand[0, :5] = 0  # candidates exclude the spurious blob
+    d = FuzzyCMeansMaskd(n_clusters=2)({"sub": torch.as_tensor(img), "mask": torch.as_tensor(cand), "patient_id": "P1"})
+    got = d["mask"][0].numpy().astype(bool)
+    assert 2 * (got & blob).sum() / (got.sum() + blob.sum()) >= 0.95 and not got[:5].any()
+    empty = torch.zeros_like(torch.as_tensor(cand))
+    with pytest.raises(ValueError, match=r"patient 'P1': 'candidates' holds 0 voxel\(s\) with 0 distinct value\(s\)"):
+        FuzzyCMeansMaskd()({"sub": torch.as_tensor(img), "mask": empty, "patient_id": "P1"})
+    out = FuzzyCMeansMaskd(on_empty="empty")({"sub": torch.as_tensor(img), "mask": empty})
+    assert int(out["mask"].sum()) == 0
+    with pytest.raises(KeyError, match=r"FuzzyCMeansMaskd needs key\(s\) \['mask'\]"):
+        FuzzyCMeansMaskd()({"sub": torch.as_tensor(img)})
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: FuzzyCMeansMask(mode="kmeans"), r"kmeans"),
+        (lambda: FuzzyCMeansMask(on_empty="ignore"), r"ignore"),
+        (lambda: FuzzyCMeansMask(membership_threshold=1.0), r"membership_threshold must be in \(0, 1\) or None"),
+        (lambda: FuzzyCMeansMask(min_size=-1), r"min_size must be >= 0"),
+        (lambda: FuzzyCMeansMask(n_clusters=1), r"n_clusters must be an integer >= 2"),
+        (lambda: FuzzyCMeansMask()(torch.ones(1, 4, 4)), r"'img' must be channel-first with 3 spatial dims"),
+        (lambda: FuzzyCMeansMask()(torch.ones(2, 4, 4, 4)), r"expects a single-channel image, got 2"),
+        (lambda: FuzzyCMeansMask()(torch.full((1, 2, 2, 2), float("inf"))), r"'img' has 8 NaN/Inf voxels"),
+        (lambda: FuzzyCMeansMask()(torch.ones(1, 4, 4, 4), torch.full((1, 4, 4, 4), 2)), r"'candidates' must be binary"),
+        (lambda: FuzzyCMeansMask()(torch.ones(1, 4, 4, 4), torch.ones(1, 4, 4, 3)), r"different grids"),
+    ],
+)
+def test_mask_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_threshold_then_fcm_on_phantom():
+    from dce_monai.data.phantom import simulate_patient
+    from dce_monai.transforms.kinetics import EnhancementThresholdMaskd, Subtractd
+
+    c = simulate_patient(1)
+    d = {k: torch.as_tensor(v.astype(np.float32))[None] for k, v in c.images.items()}
+    d["breast_mask"] = torch.as_tensor(c.breast_mask)[None]
+    d = EnhancementThresholdMaskd(breast_mask_key="breast_mask")(Subtractd()(d))
+    d = FuzzyCMeansMaskd(candidate_key="breast_mask", output_key="fcm_mask", membership_threshold=None)(d)
+    truth = c.label_map > 0
+    for key in ("mask", "fcm_mask"):  # threshold step, FCM step
+        got = d[key][0].numpy().astype(bool)
+        assert 2 * (got & truth).sum() / (got.sum() + truth.sum()) >= 0.8, key
