@@ -55,9 +55,13 @@ class FCMResult:
 
 
 def _memberships(x: torch.Tensor, centers: torch.Tensor, m: float) -> tuple[torch.Tensor, torch.Tensor]:
-    d2 = torch.cdist(x, centers).pow(2)  # (N, c)
+    if x.shape[1] == 1:  # 1D features (intensities): plain broadcasting beats cdist
+        d2 = (x - centers.T).square()  # (N, c)
+    else:
+        d2 = torch.cdist(x, centers).square()
     zero = d2 <= 0
-    inv = d2.clamp_min(torch.finfo(d2.dtype).tiny).pow(-1.0 / (m - 1.0))
+    d2c = d2.clamp_min(torch.finfo(d2.dtype).tiny)
+    inv = d2c.reciprocal() if m == 2.0 else d2c.pow(-1.0 / (m - 1.0))
     u = inv / inv.sum(1, keepdim=True)
     if bool(zero.any()):
         rows = zero.any(1)
@@ -171,7 +175,17 @@ def fuzzy_cmeans_histogram(values: Any, n_bins: int | None = None, **kwargs: Any
     if n_bins is None:
         if v.is_floating_point() and not bool(torch.all(v == torch.round(v))):
             raise ValueError("fuzzy_cmeans_histogram: values are not integers; pass n_bins to quantise them.")
-        uniq, inverse, counts = torch.unique(v.to(torch.float64), return_inverse=True, return_counts=True)
+        vi = v.to(torch.int64)
+        lo = int(vi.min())
+        span = int(vi.max()) - lo + 1
+        if span <= 4 * vi.numel() + 65536:  # counting is O(N), sorting O(N log N)
+            counts_all = torch.bincount(vi - lo, minlength=span)
+            present = counts_all > 0
+            uniq = torch.nonzero(present).flatten().to(torch.float64) + lo
+            counts = counts_all[present]
+            inverse = (torch.cumsum(present, 0) - 1)[vi - lo]
+        else:
+            uniq, inverse, counts = torch.unique(vi.to(torch.float64), return_inverse=True, return_counts=True)
     else:
         if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 2:
             raise ValueError(f"n_bins must be an integer >= 2, got {n_bins!r}.")
