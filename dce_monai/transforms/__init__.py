@@ -1,1 +1,40 @@
-"""dce_monai.transforms."""
+"""MONAI transforms for breast DCE-MRI (array forms and dictionary ``...d`` forms)."""
+
+from __future__ import annotations
+
+from .augmentation import (
+    AXIAL_ONLY_ROTATIONS,
+    N_VARIANTS,
+    Augment34,
+    Augment34d,
+    AxialRotation,
+    CornerShift,
+    CubeSymmetry,
+    RandAugment34d,
+    expand_34,
+    variant_names,
+)
+from .bias_field import N4BiasFieldCorrection, N4BiasFieldCorrectiond
+from .channels import SelectSequences, SelectSequencesd
+from .fcm import FCMResult, FuzzyCMeansMask, FuzzyCMeansMaskd, fuzzy_cmeans, fuzzy_cmeans_histogram
+from .intensity import ImageNetNormalize, ImageNetNormalized, ScaleIntensityDCE, ScaleIntensityDCEd
+from .kinetics import (
+    CURVE_TYPES,
+    EnhancementMaps,
+    EnhancementMapsd,
+    EnhancementThresholdMask,
+    EnhancementThresholdMaskd,
+    Subtract,
+    Subtractd,
+    relative_enhancement,
+)
+from .patches import LesionPatchesd, lesion_centre
+
+__all__ = [
+    "AXIAL_ONLY_ROTATIONS", "N_VARIANTS", "Augment34", "Augment34d", "AxialRotation", "CornerShift", "CubeSymmetry",
+    "RandAugment34d", "expand_34", "variant_names", "N4BiasFieldCorrection", "N4BiasFieldCorrectiond",
+    "SelectSequences", "SelectSequencesd", "FCMResult", "FuzzyCMeansMask", "FuzzyCMeansMaskd", "fuzzy_cmeans",
+    "fuzzy_cmeans_histogram", "ImageNetNormalize", "ImageNetNormalized", "ScaleIntensityDCE", "ScaleIntensityDCEd",
+    "CURVE_TYPES", "EnhancementMaps", "EnhancementMapsd", "EnhancementThresholdMask", "EnhancementThresholdMaskd",
+    "Subtract", "Subtractd", "relative_enhancement", "LesionPatchesd", "lesion_centre",
+]

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from dce_monai.transforms.intensity import IMAGENET_MEAN, ImageNetNormalize, ImageNetNormalized, ScaleIntensityDCE, ScaleIntensityDCEd
+
+AFF = torch.diag(torch.tensor([0.7, 0.7, 2.0, 1.0], dtype=torch.float64))
+
+
+def _phases():
+    rng = np.random.default_rng(0)
+    pre = rng.uniform(100, 200, (1, 8, 8, 4)).astype(np.uint16)
+    post = (pre * 2.5).astype(np.uint16)
+    return pre, post
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch", "meta"])
+def test_one_scale_keeps_relative_enhancement(kind):
+    pre, post = _phases()
+    wrap = {"numpy": lambda a: a, "torch": lambda a: torch.as_tensor(a.astype(np.float32)), "meta": lambda a: MetaTensor(torch.as_tensor(a.astype(np.float32)), affine=AFF)}[kind]
+    d = ScaleIntensityDCEd(["T1pre", "T1post1"], scale_key="scale")({"T1pre": wrap(pre), "T1post1": wrap(post)})
+    re_before = (post.astype(np.float64) - pre) / pre
+    re_after = ((d["T1post1"] - d["T1pre"]) / d["T1pre"]).numpy()
+    np.testing.assert_allclose(re_after, re_before, rtol=1e-5)
+    assert d["scale"] > 0 and float(d["T1post1"].max()) <= 1.05
+    # the bug this avoids: per-phase z-scoring makes the two phases indistinguishable
+    z = lambda a: (a - a.mean()) / a.std()  # noqa: E731
+    assert np.abs(z(post.astype(float)) - z(pre.astype(float))).max() < 0.01
+    if kind == "meta":
+        assert torch.equal(d["T1pre"].affine, AFF)
+
+
+def test_array_form_joint_scale():
+    x = torch.stack([torch.full((4, 4, 2), 10.0), torch.full((4, 4, 2), 30.0)])
+    out = ScaleIntensityDCE(percentile=100)(x)
+    assert float(out[1].max()) == 1.0 and float(out[0].max()) == pytest.approx(1 / 3)
+
+
+def test_imagenet_normalisation():
+    x = MetaTensor(torch.rand(3, 16, 16) * torch.tensor([1.0, 100.0, -5.0]).view(3, 1, 1), affine=torch.eye(3))
+    out = ImageNetNormalized()({"image": x})["image"]
+    for c in range(3):
+        lo = (0 - IMAGENET_MEAN[c]) / [0.229, 0.224, 0.225][c]
+        hi = (1 - IMAGENET_MEAN[c]) / [0.229, 0.224, 0.225][c]
+        assert lo - 1e-5 <= float(out[c].min()) and float(out[c].max()) <= hi + 1e-5
+    assert isinstance(out, MetaTensor)
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: ScaleIntensityDCE(percentile=0), ValueError, r"percentile must be in \(0, 100\], got 0"),
+        (lambda: ScaleIntensityDCE()(torch.zeros(1, 2, 2, 2)), ValueError, r"no voxel above the floor 0.0"),
+        (lambda: ScaleIntensityDCE()(torch.tensor([[[[float("nan")]]]])), ValueError, r"'img' has 1 NaN/Inf voxels"),
+        (lambda: ScaleIntensityDCEd(["T1pre"])({"patient_id": "P", "T1post1": torch.ones(1, 2, 2, 2)}), KeyError, r"patient 'P': ScaleIntensityDCEd reference key\(s\) \['T1pre'\] missing"),
+        (lambda: ImageNetNormalize()(torch.rand(2, 4, 4)), ValueError, r"needs exactly 3 channels, got 2"),
+        (lambda: ImageNetNormalize(lower=50, upper=10), ValueError, r"0 <= lower < upper <= 100"),
+    ],
+)
+def test_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
