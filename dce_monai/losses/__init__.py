@@ -1,1 +1,5 @@
-"""dce_monai.losses."""
+"""dce_monai losses."""
+
+from .mask_guided import MaskGuidedLoss, soft_dice
+
+__all__ = ["MaskGuidedLoss", "soft_dice"]

@@ -1,1 +1,5 @@
-"""dce_monai.networks."""
+"""dce_monai networks."""
+
+from .nets import VGG3DCAM, ResNet34Transfer, load_torchvision_weights, normalize_cam
+
+__all__ = ["ResNet34Transfer", "VGG3DCAM", "load_torchvision_weights", "normalize_cam"]
