@@ -1,1 +1,5 @@
-"""dce_monai.engines."""
+"""Ignite/MONAI engines."""
+
+from .mask_guided import MaskGuidedTrainer
+
+__all__ = ["MaskGuidedTrainer"]

@@ -109,6 +109,12 @@ class VGG3DCAM(nn.Module):
         b = self.fc.bias + self.fc.weight @ (bn.bias - bn.running_mean * scale)
         return w, b
 
+    def forward_with_cam(self, x: torch.Tensor, class_idx: int | torch.Tensor | None = None, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the (upsampled) CAM from ONE pass through the conv blocks (for training)."""
+        feats = self.forward_features(x)
+        logits = self.fc(self.dropout(self.norm(torch.flatten(self.gap(feats), 1))))
+        return logits, self._cam_from_features(feats, x, class_idx, normalize, True)
+
     def cam(self, x: torch.Tensor, class_idx: int | torch.Tensor | None = None, normalize: bool = True, upsample: bool = True) -> torch.Tensor:
         """Class activation map (B, 1, *spatial) for ``class_idx`` (None: the predicted class).
 
@@ -117,7 +123,9 @@ class VGG3DCAM(nn.Module):
             normalize: min-max to [0, 1] per sample (hottest -> 1).
             upsample: trilinear upsampling to the input size.
         """
-        feats = self.forward_features(x)
+        return self._cam_from_features(self.forward_features(x), x, class_idx, normalize, upsample)
+
+    def _cam_from_features(self, feats: torch.Tensor, x: torch.Tensor, class_idx: int | torch.Tensor | None, normalize: bool, upsample: bool) -> torch.Tensor:
         w, b = self._folded_head()
         maps = torch.einsum("kc,bcxyz->bkxyz", w, feats) + b.view(1, -1, 1, 1, 1)
         if class_idx is None:

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.engines import IterationEvents
+from torch.utils.data import DataLoader
+
+from dce_monai.engines import MaskGuidedTrainer
+from dce_monai.losses import MaskGuidedLoss
+from dce_monai.networks import VGG3DCAM
+
+
+def _loader():
+    g = torch.Generator().manual_seed(0)
+    data = []
+    for i in range(8):
+        m = torch.zeros(1, 16, 16, 8)
+        m[0, 4:9, 4:9, 2:6] = 1
+        data.append({"image": torch.rand(1, 16, 16, 8, generator=g) + m, "label": torch.tensor(i % 2), "mask": m})
+    return DataLoader(data, batch_size=4)
+
+
+def _trainer(lam=10.0, epochs=2, **kw):
+    torch.manual_seed(0)
+    net = VGG3DCAM(channels=(4, 8), dropout=0.0)
+    return MaskGuidedTrainer("cpu", epochs, _loader(), net, torch.optim.Adam(net.parameters(), 1e-3), MaskGuidedLoss(lam), **kw), net
+
+
+def test_runs_fires_monai_events_and_logs_parts():
+    trainer, _ = _trainer()
+    fired = []
+    for ev in (IterationEvents.FORWARD_COMPLETED, IterationEvents.LOSS_COMPLETED, IterationEvents.BACKWARD_COMPLETED, IterationEvents.MODEL_COMPLETED):
+        trainer.add_event_handler(ev, lambda e, ev=ev: fired.append(ev))
+    trainer.run()
+    assert trainer.state.epoch == 2 and trainer.state.iteration == 4
+    assert fired[:4] == [IterationEvents.FORWARD_COMPLETED, IterationEvents.LOSS_COMPLETED, IterationEvents.BACKWARD_COMPLETED, IterationEvents.MODEL_COMPLETED]
+    out = trainer.state.output[0]  # MONAI decollates the batch: one dict per sample
+    assert {"image", "label", "pred", "loss", "ce", "dice"} <= set(out)
+    assert float(out["loss"]) == pytest.approx(float(out["ce"]) + 10 * (1 - float(out["dice"])), abs=1e-4)
+
+
+def test_lambda_zero_is_ce():
+    trainer, _ = _trainer(lam=0.0, epochs=1)
+    trainer.run()
+    out = trainer.state.output[0]
+    assert float(out["loss"]) == pytest.approx(float(out["ce"]), abs=1e-6)
+
+
+def test_errors():
+    net = torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"needs a network with forward_with_cam"):
+        MaskGuidedTrainer("cpu", 1, _loader(), net, torch.optim.SGD(net.parameters(), 0.1), MaskGuidedLoss())
+    vgg = VGG3DCAM(channels=(4,))
+    with pytest.raises(TypeError, match=r"loss_function must be a MaskGuidedLoss, got CrossEntropyLoss"):
+        MaskGuidedTrainer("cpu", 1, _loader(), vgg, torch.optim.SGD(vgg.parameters(), 0.1), torch.nn.CrossEntropyLoss())
+    trainer, _ = _trainer(mask_key="tumour")
+    with pytest.raises(KeyError, match=r"batch has no 'tumour'"):
+        trainer.run()
