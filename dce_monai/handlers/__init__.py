@@ -1,1 +1,5 @@
-"""dce_monai.handlers."""
+"""Ignite handlers (thin wrappers over dce_monai.metrics)."""
+
+from .lesion_auc import LesionAUC
+
+__all__ = ["LesionAUC"]
