@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
+
+from dce_monai.handlers import CamImageHandler, cam_overlay, save_cam_overlay_png
+from dce_monai.networks import VGG3DCAM
+
+
+def test_overlay_colours_and_outline():
+    img = torch.rand(16, 16, 4)
+    cam = torch.zeros(16, 16, 4)
+    cam[4:8, 4:8, 2] = 1.0
+    mask = torch.zeros(16, 16, 4)
+    mask[10:14, 10:14, 2] = 1
+    rgb = cam_overlay(img, cam, mask)
+    assert rgb.shape == (16, 16, 3) and rgb.dtype == np.uint8
+    assert (rgb == [0, 255, 0]).all(-1).sum() > 0  # mask outline drawn
+    with pytest.raises(ValueError, match=r"image, cam and mask must share a shape"):
+        cam_overlay(img, cam[..., :2])
+
+
+def test_png_written(tmp_path):
+    p = save_cam_overlay_png(tmp_path / "cam.png", torch.rand(8, 8, 2), torch.rand(8, 8, 2), title="x")
+    assert p.stat().st_size > 1000
+
+
+def test_tensorboard_images(tmp_path):
+    net = VGG3DCAM(channels=(4, 8))
+    batch = {"image": torch.rand(2, 1, 16, 16, 8), "label": torch.tensor([0, 1]), "mask": torch.ones(2, 1, 16, 16, 8)}
+    w = SummaryWriter(str(tmp_path))
+    engine = Engine(lambda e, b: None)
+    CamImageHandler(w, batch, net, every_n_epochs=2).attach(engine)
+    engine.run([0], max_epochs=4)
+    w.close()
+    acc = EventAccumulator(str(tmp_path))
+    acc.Reload()
+    assert set(acc.Tags()["images"]) == {"cam/0", "cam/1"} and len(acc.Images("cam/0")) == 2
+    with pytest.raises(ValueError, match=r"every_n_epochs must be >= 1"):
+        CamImageHandler(w, batch, net, every_n_epochs=0)
+    with pytest.raises(TypeError, match=r"needs a network with cam"):
+        CamImageHandler(w, batch, torch.nn.Linear(1, 1))
