@@ -215,6 +215,8 @@ class Augment34d(MapTransform):
         mode: interpolation per key (str or sequence), e.g. ``("bilinear", "nearest")``.
     """
 
+    backend = Rotate.backend
+
     def __init__(self, keys: Any, index: int, mode: str | Sequence[str] = "bilinear", shift: int = 10, angle_deg: float = 10.0, allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         modes = [mode] * len(self.keys) if isinstance(mode, str) else list(mode)
@@ -254,6 +256,8 @@ class RandAugment34d(Randomizable, MapTransform):
             volumes e.g. ``AXIAL_ONLY_ROTATIONS + tuple(range(24, 34))``).
         mode: interpolation per key, as in :class:`Augment34d`.
     """
+
+    backend = Rotate.backend
 
     def __init__(self, keys: Any, prob: float = 1.0, variants: Sequence[int] | None = None, mode: str | Sequence[str] = "bilinear", shift: int = 10, angle_deg: float = 10.0, allow_missing_keys: bool = False) -> None:
         MapTransform.__init__(self, keys, allow_missing_keys)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
+from monai.utils import TransformBackends
 
 from dce_monai.transforms.utils import case_label, check_finite, check_spatial_dims
 
@@ -107,6 +108,8 @@ class N4BiasFieldCorrection(Transform):
         ValueError: bad arguments, non-3D input, NaN/Inf voxels, bare tensor without spacing.
     """
 
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
+
     def __init__(
         self,
         shrink: int = 4,
@@ -163,6 +166,8 @@ class N4BiasFieldCorrectiond(MapTransform):
         log_bias_key: if set, the log bias field is written there.
         **kwargs: :class:`N4BiasFieldCorrection` arguments.
     """
+
+    backend = N4BiasFieldCorrection.backend
 
     def __init__(self, keys: Any, reference_key: str = "T1pre", mask_key: str | None = None, log_bias_key: str | None = None, allow_missing_keys: bool = False, **kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)

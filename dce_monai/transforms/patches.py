@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
-from monai.utils import look_up_option
+from monai.utils import TransformBackends, look_up_option
 
 from dce_monai.sequences import CHANNEL_NAMES_KEY
 from dce_monai.transforms.utils import case_label, check_binary_mask, check_same_grid, check_spatial_dims
@@ -56,6 +56,8 @@ class LesionPatchesd(MapTransform):
         ValueError: non-3D image, grids differ, label value missing from the label map,
             non-binary mask, bad sizes.
     """
+
+    backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
     def __init__(
         self,
