@@ -244,8 +244,6 @@ class Manifest:
             raise ValueError(f"level must be 'lesion' or 'patient', got {level!r}.")
         if label not in PATIENT_LABELS + ("recurrence_days",):
             raise ValueError(f"label must be one of {PATIENT_LABELS + ('recurrence_days',)}, got {label!r}.")
-        if level == "lesion" and label not in LESION_LABELS + PATIENT_LABELS:
-            raise ValueError(f"label {label!r} is not defined per lesion.")
         seqs = validate_sequence_names(sequences, "sequences") if sequences is not None else None
         out: list[dict[str, Any]] = []
         skipped: list[str] = []

@@ -41,7 +41,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 from concurrent.futures import ProcessPoolExecutor
@@ -795,19 +794,6 @@ def generate_cohort(
     tmp.write_text(json.dumps(manifest, indent=1))
     tmp.replace(path)
     return path
-
-
-def load_reference_table(path: str | Path) -> dict[str, np.ndarray]:
-    """Read numeric columns of the BreastDCEDL metadata CSV (blank cells skipped)."""
-    cols: dict[str, list[float]] = {k: [] for k in REFERENCE_QUANTILES}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            for k in cols:
-                try:
-                    cols[k].append(float(row[k]))
-                except (KeyError, TypeError, ValueError):
-                    pass
-    return {k: np.asarray(v) for k, v in cols.items()}
 
 
 # ----------------------------------------------------------------------------- CLI

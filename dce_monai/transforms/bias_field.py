@@ -25,7 +25,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from dce_monai.transforms.utils import case_label, check_finite, check_spatial_dims
+from dce_monai.transforms.utils import case_label, check_finite, check_spatial_dims, wrap_like
 
 __all__ = ["N4BiasFieldCorrection", "N4BiasFieldCorrectiond", "n4_log_bias"]
 
@@ -147,12 +147,8 @@ class N4BiasFieldCorrection(Transform):
         m = None if mask is None else (np.asarray(mask)[0] > 0)
         log_bias = torch.from_numpy(n4_log_bias(x[self.reference_channel].numpy(), affine, m, **self.kw))  # type: ignore[arg-type]
         out = x / torch.exp(log_bias)[None]
-        if isinstance(img, MetaTensor):
-            meta = {k: v for k, v in img.meta.items() if k != "affine"}
-            out = MetaTensor(out, affine=img.affine.clone(), meta=meta)
-            log_bias_t: Any = MetaTensor(log_bias[None], affine=img.affine.clone(), meta=dict(meta))
-        else:
-            log_bias_t = log_bias[None]
+        out = wrap_like(out, img)
+        log_bias_t = wrap_like(log_bias[None], img)
         return (out, log_bias_t) if self.return_log_bias else out
 
 
@@ -186,10 +182,7 @@ class N4BiasFieldCorrectiond(MapTransform):
                 raise ValueError(f"{case}: {k!r} has spatial shape {tuple(d[k].shape[1:])}, the N4 reference {self.reference_key!r} {tuple(field.shape[1:])}.")
             v = d[k]
             t = torch.as_tensor(np.asarray(v) if isinstance(v, np.ndarray) else v).float()
-            res = t / field
-            if isinstance(v, MetaTensor):
-                res = MetaTensor(res.as_tensor() if isinstance(res, MetaTensor) else res, affine=v.affine.clone(), meta={kk: vv for kk, vv in v.meta.items() if kk != "affine"})
-            d[k] = res
+            d[k] = wrap_like(t / field, v)
         if self.log_bias_key:
             d[self.log_bias_key] = log_bias
         return d

@@ -28,7 +28,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends, look_up_option
 
-from dce_monai.transforms.utils import case_label, check_binary_mask, check_finite, check_same_grid, check_spatial_dims, to_float_tensor
+from dce_monai.transforms.utils import case_label, check_binary_mask, check_finite, check_same_grid, check_spatial_dims, to_float_tensor, wrap_like
 
 __all__ = ["FCMResult", "fuzzy_cmeans", "fuzzy_cmeans_histogram", "FuzzyCMeansMask", "FuzzyCMeansMaskd"]
 
@@ -265,7 +265,7 @@ class FuzzyCMeansMask(Transform):
         n_distinct = int(torch.unique(torch.round(vals) if self.mode == "histogram" else vals).numel())
         if n_distinct < self.n_clusters:
             if self.on_empty == "empty":
-                return self._wrap(out, img)
+                return wrap_like(out, img)
             raise ValueError(
                 f"{case}: 'candidates' holds {int(cand.sum())} voxel(s) with {n_distinct} distinct value(s); "
                 f"FCM with {self.n_clusters} clusters needs at least {self.n_clusters} (empty or too small candidate mask)."
@@ -279,7 +279,7 @@ class FuzzyCMeansMask(Transform):
         keep = top > self.membership_threshold if self.membership_threshold is not None else u.argmax(1) == u.shape[1] - 1
         out[cand] = keep.to(torch.uint8)
         out = self._cleanup(out)
-        return self._wrap(out, img)
+        return wrap_like(out, img)
 
     def _cleanup(self, out: torch.Tensor) -> torch.Tensor:
         if self.keep_largest and bool(out.any()):
@@ -293,12 +293,6 @@ class FuzzyCMeansMask(Transform):
             sizes = ndimage.sum(np.ones_like(lab), lab, index=np.arange(1, n + 1))
             small = np.isin(lab, np.flatnonzero(sizes < self.min_size) + 1)
             out[0][torch.from_numpy(small)] = 0
-        return out
-
-    @staticmethod
-    def _wrap(out: torch.Tensor, ref: Any) -> torch.Tensor:
-        if isinstance(ref, MetaTensor):
-            return MetaTensor(out.as_tensor() if isinstance(out, MetaTensor) else out, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
         return out
 
 

@@ -20,7 +20,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from dce_monai.transforms.utils import case_label, check_finite, to_float_tensor
+from dce_monai.transforms.utils import case_label, check_finite, to_float_tensor, wrap_like
 
 __all__ = ["ScaleIntensityDCE", "ScaleIntensityDCEd", "ImageNetNormalize", "ImageNetNormalized", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -31,12 +31,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def _t(x: Any) -> torch.Tensor:
     t = to_float_tensor(x)
     return t.as_tensor() if isinstance(t, MetaTensor) else t
-
-
-def _rewrap(out: torch.Tensor, ref: Any) -> Any:
-    if isinstance(ref, MetaTensor):
-        return MetaTensor(out, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
-    return out
 
 
 def _robust_scale(values: torch.Tensor, percentile: float) -> float:
@@ -74,7 +68,7 @@ class ScaleIntensityDCE(Transform):
     def __call__(self, img: Any, case: str = "input") -> Any:
         check_finite(img, "img", case)
         x = _t(img)
-        return _rewrap(x / self.scale_of(x, case), img)
+        return wrap_like(x / self.scale_of(x, case), img)
 
 
 class ScaleIntensityDCEd(MapTransform):
@@ -106,7 +100,7 @@ class ScaleIntensityDCEd(MapTransform):
             check_finite(d[k], str(k), case)
         scale = self.op.scale_of(torch.cat([_t(d[k]).flatten() for k in self.reference_keys]), case)
         for k in self.key_iterator(d):
-            d[k] = _rewrap(_t(d[k]) / scale, d[k])
+            d[k] = wrap_like(_t(d[k]) / scale, d[k])
         if self.scale_key:
             d[self.scale_key] = scale
         return d
@@ -140,7 +134,7 @@ class ImageNetNormalize(Transform):
         hi = torch.quantile(flat, self.upper / 100, dim=1)
         shape = (3,) + (1,) * (x.ndim - 1)
         y = ((x - lo.view(shape)) / (hi - lo).clamp_min(1e-8).view(shape)).clamp(0, 1)
-        return _rewrap((y - self.mean.view(shape)) / self.std.view(shape), img)
+        return wrap_like((y - self.mean.view(shape)) / self.std.view(shape), img)
 
 
 class ImageNetNormalized(MapTransform):

@@ -24,7 +24,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
 from dce_monai.sequences import CHANNEL_NAMES_KEY, PRE, SUB, is_post, post_index, post_name
-from dce_monai.transforms.utils import case_label, check_binary_mask, check_finite, check_same_grid, check_spatial_dims, to_float_tensor
+from dce_monai.transforms.utils import case_label, check_binary_mask, check_finite, check_same_grid, check_spatial_dims, to_float_tensor, wrap_like
 
 __all__ = [
     "Subtract",
@@ -43,10 +43,7 @@ CURVE_TYPES = {0: "non-enhancing", 1: "persistent", 2: "plateau", 3: "washout"}
 
 def _like(out: torch.Tensor, ref: Any, names: Sequence[str] | None = None) -> torch.Tensor:
     """Wrap ``out`` as a MetaTensor with ``ref``'s affine/meta (when ``ref`` has them)."""
-    if isinstance(ref, MetaTensor):
-        res = MetaTensor(out, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
-    else:
-        res = MetaTensor(out) if names is not None else out
+    res = wrap_like(out, ref) if isinstance(ref, MetaTensor) else (MetaTensor(out) if names is not None else out)
     if names is not None and isinstance(res, MetaTensor):
         res.meta[CHANNEL_NAMES_KEY] = list(names)
     return res

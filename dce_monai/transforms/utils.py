@@ -22,6 +22,7 @@ __all__ = [
     "check_finite",
     "check_binary_mask",
     "to_float_tensor",
+    "wrap_like",
 ]
 
 CASE_KEYS = ("patient_id", "lesion_id")
@@ -131,3 +132,11 @@ def to_float_tensor(img: Any) -> torch.Tensor:
 def names_in(d: Mapping[Hashable, Any], keys: Sequence[Hashable]) -> list[Hashable]:
     """Keys of ``keys`` missing from ``d`` (helper for error messages)."""
     return [k for k in keys if k not in d]
+
+
+def wrap_like(out: torch.Tensor, ref: Any) -> torch.Tensor:
+    """``out`` as a MetaTensor carrying ``ref``'s affine and meta when ``ref`` is one, else as is."""
+    if isinstance(ref, MetaTensor):
+        data = out.as_tensor() if isinstance(out, MetaTensor) else out
+        return MetaTensor(data, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
+    return out
