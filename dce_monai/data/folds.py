@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["patient_folds", "fold_split", "write_folds", "read_folds", "add_cli_arguments", "cli_main"]
+__all__ = ["add_cli_arguments", "cli_main", "fold_split", "patient_folds", "read_folds", "write_folds"]
 
 
 def patient_folds(
@@ -29,20 +29,34 @@ def patient_folds(
 ) -> list[list[str]]:
     """Split patients into ``k`` folds, stratified by ``stratify_key``.
 
-    A patient's stratum is the maximum of its records' labels (a patient with any malignant
-    lesion counts as malignant).
+    A patient's stratum is the maximum of its records' labels,
+    ``s(p) = max_{r in records(p)} r[stratify_key]`` (a patient with any malignant lesion
+    counts as malignant). One sample per patient is handed to scikit-learn's
+    ``StratifiedGroupKFold(shuffle=True, random_state=seed)``, so every fold holds
+    ``n_c / k`` patients of class ``c`` within +-1 and no patient is in two folds
+    (seed 1 used patient-wise 10-fold cross-validation, Hu et al. 2020).
 
     Args:
-        records: datalist entries carrying ``group_key`` and ``stratify_key``.
+        records: datalist entries (lesion or patient level) carrying ``group_key`` and
+            ``stratify_key``.
         k: number of folds (2 <= k <= number of patients).
         seed: shuffling seed; the same seed gives the same folds.
+        stratify_key: integer class key of each record.
+        group_key: key naming the patient of each record.
 
     Returns:
-        ``k`` lists of patient ids (sorted within each fold).
+        ``k`` lists of patient ids (sorted within each fold); together they list every
+        patient exactly once.
 
     Raises:
-        ValueError: bad ``k``, a record missing a key (named), or a class with fewer
-            patients than ``k``.
+        ValueError: bad ``k``, a record missing a key (named), ``k`` above the number of
+            patients, or a class with fewer patients than ``k`` (class and count named).
+
+    Example:
+        >>> recs = [{"patient_id": f"P{i}", "label": i % 2} for i in range(6)]
+        >>> folds = patient_folds(recs, k=3, seed=0)
+        >>> sorted(sum(folds, []))
+        ['P0', 'P1', 'P2', 'P3', 'P4', 'P5']
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -83,16 +97,43 @@ def fold_split(
 ) -> dict[str, list[dict[str, Any]]]:
     """Records of fold ``fold_index`` as ``test``; the others as ``train`` (and ``val``).
 
-    ``val`` is drawn patient-wise from the training patients, stratified, when
-    ``val_fraction`` > 0.
+    ``val`` is drawn patient-wise from the training patients, per class:
+    ``round(n_c * val_fraction)`` patients of class ``c`` (the patient stratum as in
+    :func:`patient_folds`), with a ``numpy.random.default_rng(seed)`` generator of its own.
+    Written by hand because scikit-learn's ``train_test_split`` cannot keep groups together
+    while stratifying.
+
+    Args:
+        records: datalist entries (lesion or patient level).
+        folds: folds from :func:`patient_folds` or :func:`read_folds`.
+        fold_index: which fold is the test set.
+        val_fraction: fraction of training patients moved to ``val``, in [0, 1).
+        seed: seed of the validation draw.
+        group_key: key naming the patient of each record.
+        stratify_key: integer class key (used only when ``val_fraction`` > 0).
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}`` record lists; no patient is in two.
 
     Raises:
-        ValueError: ``fold_index`` outside the folds or ``val_fraction`` outside [0, 1).
+        ValueError: ``fold_index`` outside the folds, ``val_fraction`` outside [0, 1), or a
+            record without ``group_key``/``stratify_key`` (named).
+
+    Example:
+        >>> recs = [{"patient_id": f"P{i}", "label": i % 2} for i in range(6)]
+        >>> split = fold_split(recs, [["P0", "P1"], ["P2", "P3"], ["P4", "P5"]], 0)
+        >>> [r["patient_id"] for r in split["test"]]
+        ['P0', 'P1']
     """
-    if not 0 <= fold_index < len(folds):
+    if isinstance(fold_index, bool) or not isinstance(fold_index, int) or not 0 <= fold_index < len(folds):
         raise ValueError(f"fold_index must be in [0, {len(folds) - 1}], got {fold_index!r}.")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}.")
+    for i, r in enumerate(records):
+        for key in (group_key,) + ((stratify_key,) if val_fraction > 0 else ()):
+            if key not in r or r[key] is None:
+                name = r.get("lesion_id", r.get(group_key, f"records[{i}]"))
+                raise ValueError(f"record {name!r} has no {key!r}; fold_split needs it for every record.")
     test_ids = set(folds[fold_index])
     train = [r for r in records if r[group_key] not in test_ids]
     test = [r for r in records if r[group_key] in test_ids]
@@ -105,7 +146,7 @@ def fold_split(
         val_ids: set[str] = set()
         for c in sorted(set(strata.values())):
             ids = sorted(p for p, s in strata.items() if s == c)
-            n = int(round(len(ids) * val_fraction))
+            n = round(len(ids) * val_fraction)
             val_ids.update(rng.permutation(ids)[:n].tolist())
         val = [r for r in train if r[group_key] in val_ids]
         train = [r for r in train if r[group_key] not in val_ids]
@@ -113,7 +154,19 @@ def fold_split(
 
 
 def write_folds(folds: Sequence[Sequence[str]], path: str | Path, **info: Any) -> Path:
-    """Write folds as JSON ``{"folds": [[ids...], ...], ...info}``."""
+    """Write folds as JSON ``{"k": k, "folds": [[ids...], ...], ...info}``.
+
+    Args:
+        folds: lists of patient ids.
+        path: output file (parent folders are created).
+        info: extra JSON-serialisable entries recorded with the folds (seed, label, manifest).
+
+    Returns:
+        The written path.
+
+    Example:
+        >>> write_folds([["P0"], ["P1"]], "folds.json", seed=0)  # doctest: +SKIP
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"k": len(folds), "folds": [list(f) for f in folds], **info}, indent=1))
@@ -123,12 +176,29 @@ def write_folds(folds: Sequence[Sequence[str]], path: str | Path, **info: Any) -
 def read_folds(path: str | Path) -> list[list[str]]:
     """Read folds written by :func:`write_folds`.
 
+    Args:
+        path: a folds JSON file.
+
+    Returns:
+        The folds, lists of patient ids.
+
     Raises:
-        ValueError: the file lacks a ``folds`` list or a patient is in two folds.
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not JSON, lacks a ``folds`` list of lists of ids, or a
+            patient is in two folds (each naming the file).
+
+    Example:
+        >>> folds = read_folds("folds.json")  # doctest: +SKIP
     """
-    data = json.loads(Path(path).read_text())
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"folds file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON: {e}") from None
     folds = data.get("folds") if isinstance(data, dict) else None
-    if not isinstance(folds, list) or not all(isinstance(f, list) for f in folds):
+    if not isinstance(folds, list) or not all(isinstance(f, list) and all(isinstance(x, str) for x in f) for f in folds):
         raise ValueError(f"{path}: expected a JSON object with a 'folds' list of lists of patient ids.")
     seen: dict[str, int] = {}
     for i, f in enumerate(folds):
@@ -140,18 +210,45 @@ def read_folds(path: str | Path) -> list[list[str]]:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dce-monai folds MANIFEST --k 10 --seed 0 --level lesion --out folds.json``."""
     parser.add_argument("manifest", help="cohort manifest (JSON)")
     parser.add_argument("--k", type=int, default=10, help="number of folds (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument(
+        "--level",
+        choices=("patient", "lesion"),
+        default="patient",
+        help="records the label is read from: patient (the patient label; every patient is placed) or "
+        "lesion (a patient's stratum is its maximum lesion label; patients without lesions are left "
+        "out and listed); default patient",
+    )
     parser.add_argument("--label", default="malignant", help="label to stratify by (default malignant)")
+    parser.add_argument(
+        "--skip-missing-labels", action="store_true", help="leave out cases without the label (they are listed)"
+    )
     parser.add_argument("--out", required=True, help="output JSON path")
 
 
 def cli_main(args: argparse.Namespace) -> int:
+    """Run ``dce-monai folds``: write the folds and return 0.
+
+    Invalid manifests, missing labels and impossible folds raise ``ValueError`` /
+    ``ManifestError``, which ``dce-monai`` prints as a message with exit code 2.
+    """
     from dce_monai.data.manifest import load_manifest
 
-    records = load_manifest(args.manifest).to_datalist(level="patient", label=args.label)
+    manifest = load_manifest(args.manifest)
+    report: dict[str, Any] = {}
+    records = manifest.to_datalist(
+        level=args.level, label=args.label, skip_missing_labels=args.skip_missing_labels, report=report
+    )
+    if report.get("skipped"):
+        print(f"{len(report['skipped'])} case(s) without label {args.label!r} left out: {report['skipped']}")
+    if args.level == "lesion":
+        no_lesion = [p["patient_id"] for p in manifest.patients if not p["lesions"]]
+        if no_lesion:
+            print(f"{len(no_lesion)} patient(s) without lesions are in no fold: {no_lesion}")
     folds = patient_folds(records, k=args.k, seed=args.seed)
-    write_folds(folds, args.out, seed=args.seed, label=args.label, manifest=str(args.manifest))
+    write_folds(folds, args.out, seed=args.seed, level=args.level, label=args.label, manifest=str(args.manifest))
     print(f"{args.k} folds of {sum(map(len, folds))} patients written to {args.out}")
     return 0

@@ -19,26 +19,37 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from dce_monai.sequences import PRE, is_post, post_index, sort_sequences, validate_sequence_names
+from dce_monai.sequences import (
+    PRE,
+    is_post,
+    post_index,
+    post_name,
+    sort_sequences,
+    validate_sequence_names,
+)
 
 __all__ = [
-    "Problem",
-    "ManifestError",
-    "Manifest",
-    "load_manifest",
-    "save_manifest",
-    "rebase",
-    "check_manifest",
-    "schema",
-    "PATIENT_LABELS",
     "LESION_LABELS",
+    "PATIENT_LABELS",
+    "Manifest",
+    "ManifestError",
+    "Problem",
+    "check_manifest",
+    "load_manifest",
+    "rebase",
+    "save_manifest",
+    "schema",
 ]
+
+logger = logging.getLogger(__name__)
 
 PATIENT_LABELS = ("her2", "er", "pr", "pcr", "recurrence_event", "malignant")
 LESION_LABELS = ("malignant",)
@@ -113,18 +124,18 @@ def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
         seen_pids.setdefault(pid, i)
         exam = p["exam"]
         seqs = list(exam["sequences"])
-        posts = sorted(post_index(s) for s in seqs if is_post(s))  # type: ignore[type-var]
+        posts: list[int] = sorted(k for s in seqs if (k := post_index(s)) is not None)
         missing = [k for k in range(1, (posts[-1] if posts else 0) + 1) if k not in posts]
         if missing:
             problems.append(
-                Problem(case, "exam.sequences", f"post-contrast phases have gaps: T1post{missing} missing but T1post{posts[-1]} present")
+                Problem(case, "exam.sequences", f"post-contrast phases have gaps: {', '.join(post_name(k) for k in missing)} missing but {post_name(posts[-1])} present")
             )
         times = exam.get("acquisition_times_s", {})
         for name in times:
             if name not in exam["sequences"]:
                 problems.append(Problem(case, f"exam.acquisition_times_s.{name}", "time given for a sequence the exam does not have"))
         order = [s for s in sort_sequences([s for s in seqs if s == PRE or is_post(s)]) if s in times]
-        for a, b in zip(order, order[1:]):
+        for a, b in pairwise(order):
             if not times[b] > times[a]:
                 problems.append(
                     Problem(case, f"exam.acquisition_times_s.{b}", f"acquisition times must increase with phase: {a}={times[a]} s, {b}={times[b]} s")
@@ -151,8 +162,21 @@ def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
 def check_manifest(data: Any, source: str = "manifest") -> None:
     """Validate manifest data (schema + semantic rules) without touching files.
 
+    Schema problems are reported first; the semantic rules (duplicate patient/lesion ids,
+    duplicate ``label_value`` in a patient, a lesion with neither ``label_value`` nor
+    ``mask``, ``label_value`` without ``label_map``, post-contrast phase gaps, acquisition
+    times not strictly increasing T1pre < T1post1 < T1post2 ..., times for absent
+    sequences) run once the structure is valid.
+
+    Args:
+        data: parsed JSON of a manifest.
+        source: name used at the start of the error message (the file path).
+
     Raises:
         ManifestError: listing every problem with its case and field.
+
+    Example:
+        >>> check_manifest({"schema_version": "1.0", "dataset": {"name": "x"}, "patients": []})
     """
     problems = _schema_problems(data)
     if not problems:
@@ -228,7 +252,8 @@ class Manifest:
                 patient label (``her2``, ``pcr``, ``recurrence_event``, ...).
             cohort: keep only patients of this ``cohort`` (e.g. ``"train"``).
             skip_missing_labels: skip entries whose target is missing instead of raising;
-                the count and ids go into ``report`` (never silently).
+                the ids go into ``report`` and a warning with their count is logged (never
+                silently).
             report: optional dict that receives ``{"skipped": [...ids...]}``.
 
         Returns:
@@ -237,14 +262,23 @@ class Manifest:
             level adds ``lesion_id``, ``label_value`` and ``mask`` (a lesion's own mask path).
 
         Raises:
-            ValueError: unknown ``level``/``label``, a missing sequence or a missing label
-                (each message names the case).
+            ValueError: unknown ``level``/``label``/``cohort``, a missing sequence or a
+                missing label (each message names the case).
+
+        Example:
+            >>> m = Manifest.from_dict(data, root="cohort")                 # doctest: +SKIP
+            >>> m.to_datalist(level="patient", label="her2", skip_missing_labels=True,
+            ...               report=(rep := {}))                          # doctest: +SKIP
         """
         if level not in ("lesion", "patient"):
             raise ValueError(f"level must be 'lesion' or 'patient', got {level!r}.")
         if label not in PATIENT_LABELS + ("recurrence_days",):
             raise ValueError(f"label must be one of {PATIENT_LABELS + ('recurrence_days',)}, got {label!r}.")
         seqs = validate_sequence_names(sequences, "sequences") if sequences is not None else None
+        if cohort is not None:
+            cohorts = sorted({p["cohort"] for p in self.patients if "cohort" in p})
+            if cohort not in cohorts:
+                raise ValueError(f"cohort {cohort!r} matches no patient; cohorts in the manifest: {cohorts}.")
         out: list[dict[str, Any]] = []
         skipped: list[str] = []
         for p in self.patients:
@@ -299,15 +333,28 @@ class Manifest:
                 out.append(d)
         if report is not None:
             report["skipped"] = skipped
+        if skipped:
+            logger.warning("%d %s(s) without label %r skipped: %s", len(skipped), level, label, skipped)
         return out
 
 
 def load_manifest(path: str | Path) -> Manifest:
     """Read and validate a manifest file (JSON, never evaluated).
 
+    Relative paths in the manifest resolve against the manifest's folder (``Manifest.root``).
+
+    Args:
+        path: the manifest JSON file.
+
+    Returns:
+        A validated :class:`Manifest`.
+
     Raises:
         FileNotFoundError: the file does not exist.
         ManifestError: invalid JSON, schema or semantic problems (all listed).
+
+    Example:
+        >>> m = load_manifest("data_manifest/examples/minimal.json")  # doctest: +SKIP
     """
     path = Path(path)
     if not path.is_file():
@@ -321,7 +368,22 @@ def load_manifest(path: str | Path) -> Manifest:
 
 
 def save_manifest(data: dict[str, Any] | Manifest, path: str | Path) -> Path:
-    """Validate and write a manifest as JSON (atomically: temp file + rename)."""
+    """Validate and write a manifest as JSON (atomically: temp file + rename).
+
+    Args:
+        data: manifest data (dict) or a :class:`Manifest`; relative paths are written as they
+            are, so write the file where they resolve (or :func:`rebase` them first).
+        path: output file; parent folders are created.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ManifestError: the data is invalid; nothing is written.
+
+    Example:
+        >>> save_manifest(load_manifest("a/manifest.json"), "b/manifest.json")  # doctest: +SKIP
+    """
     d = data.to_dict() if isinstance(data, Manifest) else data
     check_manifest(d, str(path))
     path = Path(path)
@@ -333,7 +395,15 @@ def save_manifest(data: dict[str, Any] | Manifest, path: str | Path) -> Path:
 
 
 def rebase(data: dict[str, Any], base: str | Path) -> dict[str, Any]:
-    """Make the manifest's relative paths absolute against ``base`` (in place)."""
+    """Make the manifest's relative paths absolute against ``base`` (in place).
+
+    Args:
+        data: manifest data with ``patients``.
+        base: folder the relative paths are relative to.
+
+    Returns:
+        ``data``, with every image, map and mask path absolute.
+    """
     root = Path(base).resolve()
 
     def fix(v: str) -> str:

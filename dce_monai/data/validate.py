@@ -21,10 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from dce_monai.data.manifest import Manifest, ManifestError, Problem, load_manifest, rebase, save_manifest
+from dce_monai.data.manifest import (
+    Manifest,
+    ManifestError,
+    Problem,
+    load_manifest,
+    rebase,
+    save_manifest,
+)
 from dce_monai.sequences import sort_sequences
 
-__all__ = ["ValidationReport", "validate_cohort", "read_nifti", "add_cli_arguments", "cli_main"]
+__all__ = ["ValidationReport", "add_cli_arguments", "cli_main", "read_nifti", "validate_cohort"]
 
 
 @dataclass
@@ -37,7 +44,17 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"ok", "valid", "invalid", "problems": [{case, field, message}]}``."""
+        return {
+            "ok": self.ok,
+            "valid": list(self.valid_patients),
+            "invalid": list(self.invalid_patients),
+            "problems": [{"case": p.case, "field": p.field, "message": p.message} for p in self.problems],
+        }
 
     def __str__(self) -> str:
         head = f"{len(self.valid_patients)} valid, {len(self.invalid_patients)} invalid patient(s)"
@@ -45,10 +62,24 @@ class ValidationReport:
 
 
 def read_nifti(path: str | Path, header_only: bool = False) -> tuple[np.ndarray | None, np.ndarray]:
-    """Read a NIfTI file; return ``(data or None, affine)``.
+    """Read a NIfTI file with nibabel; return ``(data or None, affine)``.
+
+    The header is parsed first (``nibabel.load``), then the voxels; every failure of a
+    missing, empty, truncated (gzip stream cut short) or non-NIfTI file becomes one
+    ``ValueError`` naming the file instead of a library traceback.
+
+    Args:
+        path: a ``.nii`` or ``.nii.gz`` file.
+        header_only: return ``(None, affine)`` without reading the voxels.
+
+    Returns:
+        ``(voxels as a numpy array, 4x4 float64 affine in mm)``.
 
     Raises:
         ValueError: naming the file, for a missing, empty, truncated or non-NIfTI file.
+
+    Example:
+        >>> data, affine = read_nifti("P001/pre.nii.gz")  # doctest: +SKIP
     """
     import nibabel as nib
 
@@ -58,7 +89,7 @@ def read_nifti(path: str | Path, header_only: bool = False) -> tuple[np.ndarray 
     if p.stat().st_size == 0:
         raise ValueError(f"file is empty (0 bytes): {p}")
     try:
-        img = nib.load(str(p))
+        img: Any = nib.load(str(p))
         affine = np.asarray(img.affine, dtype=np.float64)
         if header_only:
             return None, affine
@@ -91,7 +122,8 @@ def _check_patient(m: Manifest, p: dict[str, Any], tol_mm: float) -> list[Proble
         except ValueError as e:
             probs.append(Problem(case, key, str(e)))
             return None
-        assert data is not None
+        if data is None:  # read_nifti returns data unless header_only
+            return None
         if data.ndim == 4 and data.shape[3] == 1:
             data = data[..., 0]
         if data.ndim != 3:
@@ -155,6 +187,12 @@ def _binary(mask: np.ndarray, case: str, key: str, probs: list[Problem]) -> None
 def validate_cohort(manifest: Manifest | str | Path, check_files: bool = True, tol_mm: float = 1e-3) -> ValidationReport:
     """Check every patient of a manifest and the files it names.
 
+    Each file is read once. Per patient: every file exists and is a readable 3D NIfTI; all
+    files share the first sequence's grid (same shape, ``max |A - A_ref| <= tol_mm``); the
+    affine is finite and non-singular (column norms = voxel spacing > 0); float volumes have
+    no NaN/Inf; the label map has integer values and contains every lesion's
+    ``label_value``; breast and lesion masks are binary (0/1) and non-empty.
+
     Args:
         manifest: a :class:`Manifest` or a manifest path (its schema/semantic errors become
             problems of the report rather than an exception).
@@ -162,8 +200,17 @@ def validate_cohort(manifest: Manifest | str | Path, check_files: bool = True, t
         tol_mm: tolerance on affines when comparing grids, mm.
 
     Returns:
-        A :class:`ValidationReport`.
+        A :class:`ValidationReport` listing every problem with its case and field.
+
+    Raises:
+        ValueError: ``tol_mm`` negative or not a number.
+
+    Example:
+        >>> report = validate_cohort("cohort/manifest.json")  # doctest: +SKIP
+        >>> report.ok, report.invalid_patients                  # doctest: +SKIP
     """
+    if isinstance(tol_mm, bool) or not isinstance(tol_mm, (int, float)) or not tol_mm >= 0:
+        raise ValueError(f"tol_mm must be a number >= 0 (mm), got {tol_mm!r}.")
     report = ValidationReport()
     if not isinstance(manifest, Manifest):
         try:
@@ -179,6 +226,7 @@ def validate_cohort(manifest: Manifest | str | Path, check_files: bool = True, t
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dce-monai validate MANIFEST [--skip-invalid --out valid.json] [--json]``."""
     parser.add_argument("manifest", help="cohort manifest (JSON)")
     parser.add_argument("--skip-invalid", action="store_true", help="write a manifest of the valid cases (needs --out)")
     parser.add_argument("--out", help="where --skip-invalid writes the manifest of valid cases")
@@ -187,13 +235,18 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_main(args: argparse.Namespace) -> int:
+    """Run ``dce-monai validate``; print every problem.
+
+    Returns:
+        0 when the cohort is valid (or, with ``--skip-invalid``, when at least one patient is
+        valid and its manifest was written), 1 when problems were found, 2 for bad options.
+    """
     if args.skip_invalid and not args.out:
         print("error: --skip-invalid needs --out PATH for the manifest of valid cases")
         return 2
     report = validate_cohort(args.manifest, tol_mm=args.tol_mm)
     if args.json:
-        print(json.dumps({"ok": report.ok, "valid": report.valid_patients, "invalid": report.invalid_patients,
-                          "problems": [p.__dict__ for p in report.problems]}, indent=1))
+        print(json.dumps(report.to_dict(), indent=1))
     else:
         print(report)
     if args.skip_invalid and report.valid_patients:
@@ -205,4 +258,6 @@ def cli_main(args: argparse.Namespace) -> int:
         save_manifest({"schema_version": "1.0", "dataset": m.dataset, "patients": rebased}, out)
         print(f"{len(rebased)} valid patient(s) written to {out}; {len(report.invalid_patients)} skipped: {report.invalid_patients}")
         return 0
+    if args.skip_invalid:
+        print("no valid patient: no manifest written")
     return 0 if report.ok else 1

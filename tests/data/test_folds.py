@@ -22,15 +22,18 @@ def _stratum(recs):
     return s
 
 
-@pytest.mark.parametrize("k", [2, 5, 10])
-def test_folds_partition_patients_and_stratify(k):
+@pytest.mark.parametrize("k", [2, 3, 5, 10])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_folds_partition_patients_and_stratify(k, seed):
     recs = _records()
-    folds = patient_folds(recs, k=k, seed=1)
+    folds = patient_folds(recs, k=k, seed=seed)
     flat = [p for f in folds for p in f]
     assert len(folds) == k and sorted(flat) == sorted({r["patient_id"] for r in recs}) and len(flat) == len(set(flat))
     s = _stratum(recs)
     pos = [sum(s[p] for p in f) for f in folds]
-    assert max(pos) - min(pos) <= 2
+    neg = [len(f) - n for f, n in zip(folds, pos)]
+    assert max(pos) - min(pos) <= 1 and max(neg) - min(neg) <= 1  # each class within +-1 across folds
+    assert all(f == sorted(f) for f in folds)
 
 
 def test_folds_stable_for_seed():
@@ -88,3 +91,65 @@ def test_split_and_read_errors(tmp_path):
     p.write_text("[1, 2]")
     with pytest.raises(ValueError, match=r"expected a JSON object with a 'folds' list"):
         read_folds(p)
+    p.write_text(json.dumps({"folds": [[1], [2]]}))
+    with pytest.raises(ValueError, match=r"f.json: expected a JSON object with a 'folds' list of lists of patient ids"):
+        read_folds(p)
+    p.write_text("{oops")
+    with pytest.raises(ValueError, match=r"f.json: not valid JSON"):
+        read_folds(p)
+    with pytest.raises(FileNotFoundError, match=r"folds file not found: .*none.json"):
+        read_folds(tmp_path / "none.json")
+    with pytest.raises(ValueError, match=r"fold_index must be in \[0, 1\], got True"):
+        fold_split([], folds, True)
+
+
+def test_fold_split_missing_keys_named():
+    with pytest.raises(ValueError, match=r"record 'records\[0\]' has no 'patient_id'; fold_split needs it"):
+        fold_split([{"label": 1}], [["A"], ["B"]], 0)
+    with pytest.raises(ValueError, match=r"record 'L1' has no 'label'; fold_split needs it"):
+        fold_split([{"patient_id": "A", "lesion_id": "L1"}], [["A"], ["B"]], 0, val_fraction=0.5)
+    assert fold_split([{"patient_id": "A", "lesion_id": "L1"}], [["A"], ["B"]], 0)["test"][0]["lesion_id"] == "L1"
+
+
+def test_fold_split_val_stratified_and_stable():
+    recs = _records()
+    folds = patient_folds(recs, k=5, seed=0)
+    a = fold_split(recs, folds, 0, val_fraction=0.25, seed=1)
+    assert a == fold_split(recs, folds, 0, val_fraction=0.25, seed=1)
+    s = _stratum(recs)
+    train_val = {r["patient_id"] for r in a["train"] + a["val"]}
+    val = {r["patient_id"] for r in a["val"]}
+    for c in (0, 1):
+        n_c = sum(1 for p in train_val if s[p] == c)
+        assert sum(1 for p in val if s[p] == c) == round(n_c * 0.25)
+
+
+def _manifest_file(tmp_path):
+    from dce_monai.data.manifest import save_manifest
+
+    patients = []
+    for i in range(8):
+        lesions = [{"lesion_id": f"P{i}-L{j}", "mask": f"P{i}/m{j}.nii.gz", "malignant": int(i % 2 == 0 or j == 1)} for j in range(i % 3)]
+        labels = {"her2": i % 2} if i != 7 else {}
+        patients.append({"patient_id": f"P{i}", "exam": {"sequences": {"T1pre": f"P{i}/pre.nii.gz"}}, "labels": labels, "lesions": lesions})
+    return save_manifest({"schema_version": "1.0", "dataset": {"name": "f"}, "patients": patients}, tmp_path / "m.json")
+
+
+def test_folds_cli_levels(tmp_path, capsys):
+    from dce_monai.cli import main
+
+    m = _manifest_file(tmp_path)
+    out = tmp_path / "f.json"
+    assert main(["folds", str(m), "--k", "2", "--seed", "3", "--level", "lesion", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "3 patient(s) without lesions are in no fold: ['P0', 'P3', 'P6']" in text
+    info = json.loads(out.read_text())
+    assert info["level"] == "lesion" and info["seed"] == 3 and info["k"] == 2
+    assert sorted(p for f in read_folds(out) for p in f) == ["P1", "P2", "P4", "P5", "P7"]
+    # patient level: every patient; a missing HER2 status is an error unless skipped (and listed)
+    assert main(["folds", str(m), "--k", "2", "--level", "patient", "--label", "her2", "--out", str(out)]) == 2
+    assert "patient 'P7': label 'her2' is missing" in capsys.readouterr().err
+    args = ["folds", str(m), "--k", "2", "--level", "patient", "--label", "her2", "--skip-missing-labels", "--out", str(out)]
+    assert main(args) == 0
+    assert "1 case(s) without label 'her2' left out: ['P7']" in capsys.readouterr().out
+    assert sorted(p for f in read_folds(out) for p in f) == [f"P{i}" for i in range(7)]

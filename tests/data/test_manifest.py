@@ -2,10 +2,18 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
+from pathlib import Path
 
 import pytest
 
-from dce_monai.data.manifest import Manifest, ManifestError, check_manifest, load_manifest, save_manifest
+from dce_monai.data.manifest import (
+    Manifest,
+    ManifestError,
+    check_manifest,
+    load_manifest,
+    save_manifest,
+)
 
 
 def _manifest() -> dict:
@@ -92,13 +100,16 @@ def _broken(change):
         (lambda d: d["patients"][0]["exam"]["sequences"].update(DWI="x.nii.gz"), r"patient 'A' field 'exam.sequences.*unknown sequence name 'DWI'"),
         (lambda d: d["patients"][0]["lesions"][0].update(malignant=2), r"patient 'A' field 'lesions.0.malignant': value 2 is not allowed"),
         (lambda d: d["patients"][0]["labels"].update(her2=3), r"patient 'A' field 'labels.her2': value 3 is not allowed"),
-        (lambda d: d["patients"][0]["exam"]["sequences"].pop("T1post1"), r"post-contrast phases have gaps: T1post\[1\] missing"),
+        (lambda d: d["patients"][0]["exam"]["sequences"].pop("T1post1"), r"patient 'A' field 'exam.sequences': post-contrast phases have gaps: T1post1 missing but T1post2 present"),
         (lambda d: d["patients"][0]["exam"]["acquisition_times_s"].update(T1post2=60), r"acquisition times must increase with phase: T1post1=90 s, T1post2=60 s"),
         (lambda d: d["patients"][0]["lesions"][0].pop("label_value"), r"lesion has neither label_value nor mask"),
         (lambda d: d["patients"][0]["exam"].pop("label_map"), r"label_value given but the exam has no label_map"),
         (lambda d: d["patients"][0]["lesions"].append({"lesion_id": "A-L2", "label_value": 1}), r"label_value 1 already used by lesion 'A-L1'"),
         (lambda d: d["patients"][0]["exam"].update(spacing_mm=[1, 1]), r"field 'exam.spacing_mm'"),
         (lambda d: d.pop("dataset"), r"manifest field '\(root\)': 'dataset' is a required property"),
+        (lambda d: d["patients"][0]["exam"]["acquisition_times_s"].update(T2=5), r"patient 'A' field 'exam.acquisition_times_s.T2': time given for a sequence the exam does not have"),
+        (lambda d: d["patients"][0]["exam"]["sequences"].update(T1post12="x.nii.gz"), r"gaps: T1post3, T1post4, T1post5, T1post6, T1post7, T1post8, T1post9, T1post10, T1post11 missing but T1post12 present"),
+        (lambda d: d["patients"][0]["exam"]["sequences"].update(T1post0="x.nii.gz"), r"unknown sequence name 'T1post0'; expected T2, T1pre, T1post<k> \(k >= 1\) or sub"),
     ],
 )
 def test_bad_manifests_name_case_and_field(change, match):
@@ -135,3 +146,56 @@ def test_select(tmp_path):
     assert [p["patient_id"] for p in m.select(["C", "A"]).patients] == ["C", "A"]
     with pytest.raises(KeyError, match=r"patients not in the manifest: \['Z'\]"):
         m.select(["Z"])
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "data_manifest" / "examples").glob("*.json"))
+
+
+def test_examples_exist():
+    assert [p.name for p in EXAMPLES] == ["full.json", "minimal.json"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_load(path):
+    m = load_manifest(path)
+    lesions = m.to_datalist(level="lesion")
+    assert lesions and all(Path(d["T1pre"]).is_absolute() and isinstance(d["label"], int) for d in lesions)
+    assert all(("label_value" in d and "label_map" in d) or "mask" in d for d in lesions)
+    assert len(m.to_datalist(level="patient")) == len(m.patients)
+
+
+def test_full_example_datalist_fields():
+    (path,) = [p for p in EXAMPLES if p.name == "full.json"]
+    m = load_manifest(path)
+    train = m.to_datalist(level="lesion", cohort="train")
+    assert [d["lesion_id"] for d in train] == ["S01-L1"] and train[0]["cohort"] == "train"
+    assert set(train[0]) >= {"T2", "sub", "T1post4", "breast_mask", "label_map", "label_value", "acquisition_times_s"}
+    test = m.to_datalist(level="lesion", cohort="test")
+    assert test[0]["mask"] == str((path.parent / "S02/lesion1.nii.gz").resolve()) and "label_value" not in test[0]
+    assert m.to_datalist(level="patient", label="pcr", cohort="test")[0]["label"] == 1
+    with pytest.raises(ValueError, match=r"cohort 'val' matches no patient; cohorts in the manifest: \['test', 'train'\]"):
+        m.to_datalist(cohort="val")
+
+
+def test_skipped_labels_are_logged(tmp_path, caplog):
+    m = Manifest.from_dict(_manifest(), tmp_path)
+    with caplog.at_level(logging.WARNING, logger="dce_monai.data.manifest"):
+        dl = m.to_datalist(level="lesion", label="her2", skip_missing_labels=True)
+    assert len(dl) == 2 and "1 lesion(s) without label 'her2' skipped: ['C-L1']" in caplog.text
+
+
+def test_save_refuses_invalid_data(tmp_path):
+    d = _broken(lambda d: d["patients"][1].update(patient_id="A"))
+    with pytest.raises(ManifestError, match="duplicate patient id"):
+        save_manifest(d, tmp_path / "m.json")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_rebase_makes_paths_absolute(tmp_path):
+    from dce_monai.data.manifest import rebase
+
+    d = rebase(_manifest(), tmp_path)
+    assert d["patients"][0]["exam"]["sequences"]["T1pre"] == str(tmp_path.resolve() / "A/pre.nii.gz")
+    assert d["patients"][0]["exam"]["label_map"] == str(tmp_path.resolve() / "A/lm.nii.gz")
+    m = load_manifest(save_manifest(d, tmp_path / "elsewhere" / "m.json"))
+    assert m.to_datalist()[0]["T1pre"] == str(tmp_path.resolve() / "A/pre.nii.gz")

@@ -11,23 +11,31 @@ from .breastdcedl import breastdcedl_manifest, read_breastdcedl
 from .generic import generic_manifest
 from .mama_mia import mama_mia_manifest
 
-__all__ = ["read_breastdcedl", "breastdcedl_manifest", "generic_manifest", "mama_mia_manifest", "rebase", "add_cli_arguments", "cli_main"]
+__all__ = ["add_cli_arguments", "breastdcedl_manifest", "cli_main", "generic_manifest", "mama_mia_manifest", "read_breastdcedl", "rebase"]
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dce-monai import {mama-mia,generic,breastdcedl} SRC --out manifest.json``."""
     parser.add_argument("format", choices=("mama-mia", "generic", "breastdcedl"), help="source layout")
     parser.add_argument("source", help="MAMA-MIA root folder, mapping CSV, or BreastDCEDL metadata CSV")
     parser.add_argument("--out", required=True, help="manifest to write")
     parser.add_argument("--clinical", help="MAMA-MIA clinical CSV")
+    parser.add_argument("--id-column", default="patient_id", help="patient id column of --clinical (default patient_id)")
     parser.add_argument("--image-root", help="BreastDCEDL image folder (without it only the report is printed)")
 
 
 def cli_main(args: argparse.Namespace) -> int:
+    """Run ``dce-monai import``: write the manifest, list skipped cases, return 0.
+
+    When the manifest is written outside the source folder its paths are made absolute so
+    they stay valid. Bad sources raise ``ValueError``/``FileNotFoundError``, which
+    ``dce-monai`` prints as a message with exit code 2.
+    """
     from dce_monai.data.manifest import save_manifest
 
     skipped: list = []
     if args.format == "mama-mia":
-        data, skipped = mama_mia_manifest(args.source, args.clinical)
+        data, skipped = mama_mia_manifest(args.source, args.clinical, id_column=args.id_column)
         base = Path(args.source)
     elif args.format == "generic":
         data = generic_manifest(args.source)

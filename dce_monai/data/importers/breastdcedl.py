@@ -15,12 +15,13 @@ layout.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
 from dce_monai.sequences import PRE, post_name
 
-__all__ = ["read_breastdcedl", "breastdcedl_manifest"]
+__all__ = ["breastdcedl_manifest", "read_breastdcedl"]
 
 _INT = ("n_xy", "n_z", "n_times", "pre", "post_early", "post_late", "mask_start", "mask_end", "sraw", "eraw", "scol", "ecol")
 _FLOAT = ("slice_thick", "xy_spacing", "tum_vol", "age")
@@ -28,11 +29,18 @@ _BIN = ("pCR", "HR", "HER2", "menopause", "TripleNeg", "HER2pos", "HRposHER2neg"
 _REQUIRED = ("pid", "n_xy", "n_z", "n_times", "pre", "slice_thick", "xy_spacing")
 
 
-def _num(v: str) -> float | None:
-    v = (v or "").strip()
+def _num(row: dict[str, str], column: str) -> float | None:
+    """A numeric cell (``"256.0"``, ``"0.6055"``); blank -> None."""
+    v = (row.get(column) or "").strip()
     if not v:
         return None
-    return float(v)
+    try:
+        f = float(v)
+    except ValueError:
+        raise ValueError(f"column {column!r} is not a number: {v!r}") from None
+    if not math.isfinite(f):
+        raise ValueError(f"column {column!r} is not a finite number: {v!r}")
+    return f
 
 
 def read_breastdcedl(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -44,10 +52,20 @@ def read_breastdcedl(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, 
         "partial": {column: count of blank cells}}``. A row is skipped only when a column
         needed to build a manifest (pid, geometry, n_times, pre) is blank or not a number.
 
+    Args:
+        path: the metadata CSV (e.g. ``BreastDCEDL_metadata.csv``).
+
     Raises:
+        FileNotFoundError: the file does not exist.
         ValueError: the file lacks a required column (named).
+
+    Example:
+        >>> records, report = read_breastdcedl("BreastDCEDL_metadata.csv")  # doctest: +SKIP
+        >>> len(records), report["skipped"]                                 # doctest: +SKIP
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"BreastDCEDL metadata CSV not found: {path}")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         cols = reader.fieldnames or []
@@ -61,12 +79,14 @@ def read_breastdcedl(path: str | Path) -> tuple[list[dict[str, Any]], dict[str, 
             rec: dict[str, Any] = {"pid": (row.get("pid") or "").strip()}
             try:
                 for c in _INT:
-                    v = _num(row.get(c, ""))
-                    rec[c] = None if v is None else int(round(v))
+                    v = _num(row, c)
+                    if v is not None and v != int(v):
+                        raise ValueError(f"column {c!r} must be an integer, got {row[c]!r}")
+                    rec[c] = None if v is None else int(v)
                 for c in _FLOAT:
-                    rec[c] = _num(row.get(c, ""))
+                    rec[c] = _num(row, c)
                 for c in _BIN:
-                    v = _num(row.get(c, ""))
+                    v = _num(row, c)
                     if v is not None and v not in (0.0, 1.0):
                         raise ValueError(f"column {c!r} must be 0/1 or blank, got {row[c]!r}")
                     rec[c] = None if v is None else int(v)
@@ -100,14 +120,31 @@ def breastdcedl_manifest(
     ``mask_source`` "expert" and no malignancy label (all BreastDCEDL tumours are cancers:
     ``malignant`` = 1).
 
+    Args:
+        records: records from :func:`read_breastdcedl`.
+        image_root: folder the image paths are relative to (write the manifest there, or
+            rebase its paths).
+        pattern: image path of time point ``k`` of patient ``pid`` (``str.format`` fields
+            ``pid`` and ``k``).
+        mask_pattern: tumour mask path (field ``pid``), or None for no lesion entries.
+        require_files: skip patients whose image files are absent (a mask is listed only
+            when its file exists).
+
     Returns:
         ``(manifest_data, skipped)`` with ``skipped`` = [(pid, reason)] for patients whose
-        files are missing (when ``require_files``).
+        files are missing (when ``require_files``) or without a post-contrast time point.
+
+    Example:
+        >>> records, report = read_breastdcedl("BreastDCEDL_metadata.csv")  # doctest: +SKIP
+        >>> data, skipped = breastdcedl_manifest(records, "BreastDCEDL/")     # doctest: +SKIP
     """
     root = Path(image_root)
     patients, skipped = [], []
     for r in records:
         pid = r["pid"]
+        if not 0 <= r["pre"] < r["n_times"] - 1:
+            skipped.append((pid, f"needs a pre-contrast index below the last time point: pre={r['pre']}, n_times={r['n_times']}"))
+            continue
         seqs: dict[str, str] = {}
         for k in range(r["pre"], r["n_times"]):
             name = PRE if k == r["pre"] else post_name(k - r["pre"])

@@ -9,6 +9,7 @@ Paths are relative to the CSV's folder.
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,39 @@ __all__ = ["generic_manifest"]
 _REQUIRED = ("patient_id", "sequence", "path")
 
 
+def _int_cell(v: str | None, column: str, where: str) -> int | None:
+    """An integer CSV cell (``"1"`` or ``"1.0"``); blank -> None."""
+    v = (v or "").strip()
+    if not v:
+        return None
+    try:
+        f = float(v)
+    except ValueError:
+        f = math.nan
+    if not math.isfinite(f) or f != int(f):
+        raise ValueError(f"{where}: column {column!r} must be an integer, got {v!r}")
+    return int(f)
+
+
 def generic_manifest(mapping_csv: str | Path, check_files: bool = True) -> dict[str, Any]:
     """Build manifest data from a mapping CSV.
 
+    Args:
+        mapping_csv: the CSV; paths in it are relative to its folder (or absolute).
+        check_files: require every image and mask file to exist.
+
+    Returns:
+        Manifest data with paths as written in the CSV (relative to the CSV's folder). It is
+        not yet validated: :func:`~dce_monai.data.manifest.save_manifest` checks it (unknown
+        sequence names, phase gaps, ...).
+
     Raises:
-        ValueError: a missing column, a duplicate sequence for a patient, or a missing file
-            (each naming the CSV row).
+        ValueError: a missing column, a duplicate sequence for a patient, a missing file or a
+            non-integer ``label_value``/``malignant`` cell (each naming the CSV row).
+
+    Example:
+        >>> data = generic_manifest("images/map.csv")  # doctest: +SKIP
+        >>> save_manifest(data, "images/manifest.json")  # doctest: +SKIP
     """
     mapping_csv = Path(mapping_csv)
     base = mapping_csv.parent
@@ -38,13 +66,15 @@ def generic_manifest(mapping_csv: str | Path, check_files: bool = True) -> dict[
             p = patients.setdefault(pid, {"patient_id": pid, "exam": {"sequences": {}}, "labels": {}, "lesions": []})
             exam = p["exam"]
             if seq == "lesion":
-                les: dict[str, Any] = {"lesion_id": row.get("lesion_id") or f"{pid}-L{len(p['lesions']) + 1}"}
-                if row.get("label_value"):
-                    les["label_value"] = int(row["label_value"])
+                les: dict[str, Any] = {"lesion_id": (row.get("lesion_id") or "").strip() or f"{pid}-L{len(p['lesions']) + 1}"}
+                for col in ("label_value", "malignant"):
+                    v = _int_cell(row.get(col), col, where)
+                    if v is not None:
+                        les[col] = v
                 if rel:
+                    if check_files and not (base / rel).is_file():
+                        raise ValueError(f"{where}: lesion mask not found: {rel}")
                     les["mask"] = rel
-                if row.get("malignant", "").strip() != "":
-                    les["malignant"] = int(float(row["malignant"]))
                 p["lesions"].append(les)
                 continue
             if check_files and not (base / rel).is_file():
