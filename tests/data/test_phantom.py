@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 
 import jsonschema
@@ -11,10 +12,14 @@ from dce_monai.data.manifest import schema
 from dce_monai.data.phantom import (
     BLOOD,
     FIBRO,
+    REFERENCE_QUANTILES,
     PhantomConfig,
+    add_cli_arguments,
+    cli_main,
     curve_type_from_signal,
     empirical_concentration,
     generate_cohort,
+    load_reference_csv,
     parker_aif,
     simulate_patient,
     spgr_signal,
@@ -106,18 +111,21 @@ def test_malignancy_separable_but_not_trivially(cases):
     assert 0.65 < auc < 0.99
 
 
-def test_her2_prevalence_and_undefined_for_benign():
-    rows = [simulate_patient(i, PhantomConfig(lesions=(1, 1))) for i in range(16)]
-    her2 = [r.labels["her2"] for r in rows if r.labels["malignant"]]
-    assert all(r.labels["her2"] is None for r in rows if not r.labels["malignant"])
-    assert 0 < np.mean(her2) < 0.7
+def test_her2_undefined_for_benign_only_patients(tiny_cases):
+    benign = [c for c in tiny_cases if not c.labels["malignant"]]
+    assert benign and all(c.labels["her2"] is None and c.labels["recurrence_event"] == 0 for c in benign)
+    assert all(c.labels["her2"] in (0, 1) for c in tiny_cases if c.labels["malignant"])
 
 
 def test_shortcut_correlation():
-    cfg = PhantomConfig(lesions=(1, 1))
-    with_art = [simulate_patient(i, cfg, shortcut=1.0) for i in range(10)]
+    cfg = PhantomConfig.tiny(lesions=(1, 1))
+    with_art = [simulate_patient(i, cfg, shortcut=1.0) for i in range(12)]
+    assert 0 < sum(c.shortcut_present for c in with_art) < 12
     for c in with_art:
         assert c.shortcut_present == bool(c.labels["malignant"])
+    half = [simulate_patient(i, cfg, shortcut=0.5) for i in range(40)]
+    rate = np.mean([c.shortcut_present for c in half if c.labels["malignant"]])
+    assert 0.2 < rate < 0.8 and not any(c.shortcut_present for c in half if not c.labels["malignant"])
     assert not any(simulate_patient(i, cfg, shortcut=0.0).shortcut_present for i in range(5))
 
 
@@ -125,10 +133,17 @@ def test_cohort_writes_valid_manifest_and_files(tiny_cohort):
     data = json.loads(tiny_cohort.read_text())
     jsonschema.validate(data, schema())
     p = data["patients"][0]
-    img = nib.load(str(tiny_cohort.parent / p["exam"]["sequences"]["T1post1"]))
     lm = nib.load(str(tiny_cohort.parent / p["exam"]["label_map"]))
-    assert img.get_data_dtype() == np.uint16
-    np.testing.assert_allclose(img.affine, lm.affine)
+    assert set(p["exam"]["sequences"]) == {"T2", "T1pre", "T1post1", "T1post2", "T1post3", "T1post4"}
+    for rel in [*p["exam"]["sequences"].values(), p["exam"]["breast_mask"], p["exam"]["bias_field"]]:
+        img = nib.load(str(tiny_cohort.parent / rel))
+        assert img.shape == lm.shape
+        np.testing.assert_allclose(img.affine, lm.affine)
+        if rel in p["exam"]["sequences"].values():
+            assert img.get_data_dtype() == np.uint16
+    np.testing.assert_allclose(np.abs(np.diag(lm.affine))[:3], p["exam"]["spacing_mm"])
+    values = sorted(np.unique(np.asarray(lm.dataobj)).tolist())
+    assert values == [0] + [les["label_value"] for les in p["lesions"]]
     assert p["lesions"][0]["lesion_id"].startswith(p["patient_id"])
 
 
@@ -156,7 +171,7 @@ def test_fewer_post_phases():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"size": "huge"}, r"size must be 'demo' or 'full', got 'huge'"),
+        ({"size": "huge"}, r"size must be 'tiny', 'demo' or 'full', got 'huge'"),
         ({"n_post": 0}, r"n_post must be an integer in \[1, 12\], got 0"),
         ({"post_interval_s": 0}, r"must be > 0 s"),
         ({"snr": -1}, r"snr must be > 0, got -1"),
@@ -165,11 +180,22 @@ def test_fewer_post_phases():
         ({"lesions": (2, 1)}, r"lesions must be \(lo, hi\)"),
         ({"malignant_fraction": 2}, r"malignant_fraction must be in \[0, 1\]"),
         ({"storage_max": 70000}, r"storage_max must be in \[100, 60000\]"),
+        ({"her2_prevalence": 1.0}, r"her2_prevalence must be in \(0, 1\), got 1.0"),
+        ({"reference_quantiles": {"n_xy": (1,) * 7}}, r"reference_quantiles lacks keys \['n_z'"),
+        (
+            {"reference_quantiles": {**REFERENCE_QUANTILES, "n_z": (5.0, 4.0, 3.0, 2.0, 1.0, 1.0, 1.0)}},
+            r"reference_quantiles\['n_z'\] must be 7 positive non-decreasing values",
+        ),
     ],
 )
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PhantomConfig(**kwargs)
+
+
+def test_config_reference_table_type_error():
+    with pytest.raises(TypeError, match=r"reference_quantiles must be a dict, got list"):
+        PhantomConfig(reference_quantiles=[1, 2])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -194,3 +220,127 @@ def test_simulate_shortcut_error():
 def test_tissue_constants_consistent(cases):
     c = cases[0]
     assert (c.tissue_map == BLOOD).any() and (c.tissue_map == FIBRO).any()
+
+
+# ----------------------------------------------------------------------------- presets, reference CSV, CLI
+
+
+def test_presets():
+    assert PhantomConfig.demo() == PhantomConfig()
+    assert PhantomConfig.full().size == "full" and PhantomConfig.full().sample_n_post
+    c = simulate_patient(0, PhantomConfig.tiny(n_post=3, field_strength_t=1.5))
+    assert c.label_map.shape == (64, 64, 16) and c.spacing_mm == (3.2, 3.2, 6.0)
+    assert set(c.images) == {"T2", "T1pre", "T1post1", "T1post2", "T1post3"} and c.field_strength_t == 1.5
+
+
+_CSV_HEADER = "pid,n_xy,n_z,n_times,slice_thick,xy_spacing,tum_vol,HER2\n"
+
+
+def _write_reference_csv(path, n=20):
+    rows = [f"R{i},64,48,{3 + i % 2},4.0,0.7,{500 + 100 * i},{int(i % 4 == 0)}" for i in range(n)]
+    rows.append("R99,64,48,3,4.0,0.7,,")  # blank cells are skipped
+    path.write_text(_CSV_HEADER + "\n".join(rows) + "\n")
+    return path
+
+
+def test_load_reference_csv(tmp_path):
+    table, her2 = load_reference_csv(_write_reference_csv(tmp_path / "ref.csv"))
+    assert table["n_xy"] == (64.0,) * 7 and table["tum_vol"][0] == 500.0 and table["tum_vol"][-1] == 2400.0
+    assert her2 == pytest.approx(5 / 20)
+
+
+def test_full_preset_samples_from_reference_csv(tmp_path):
+    table, her2 = load_reference_csv(_write_reference_csv(tmp_path / "ref.csv"))
+    c = simulate_patient(2, PhantomConfig.full(reference_quantiles=table, her2_prevalence=her2))
+    assert c.label_map.shape == (64, 64, 48) and c.spacing_mm[2] == 4.0
+    assert len(c.times_s) - 1 == 2  # n_times 3-4 -> 2-3 post phases, clipped at >= 2
+    # tumour volumes 500-2400 mm^3 -> nominal radius (3V/4pi)^(1/3) <= 8.3 mm (16 mm cap otherwise)
+    assert c.lesions and all(4.0 <= les["radius_mm"] <= 8.31 for les in c.lesions)
+
+
+def test_generate_cohort_with_reference_csv_and_cli(tmp_path, capsys):
+    ref = _write_reference_csv(tmp_path / "ref.csv")
+    parser = argparse.ArgumentParser()
+    add_cli_arguments(parser)
+    args = parser.parse_args(
+        ["--out", str(tmp_path / "c"), "--patients", "2", "--size", "tiny", "--n-post", "2", "--reference-csv", str(ref)]
+    )
+    assert cli_main(args) == 0
+    path = tmp_path / "c" / "manifest.json"
+    assert f"manifest: {path}" in capsys.readouterr().out
+    data = json.loads(path.read_text())
+    jsonschema.validate(data, schema())
+    gen = data["dataset"]["generator"]
+    assert gen["reference_csv"] == str(ref) and gen["config"]["her2_prevalence"] == pytest.approx(0.25)
+    assert gen["config"]["reference_quantiles"]["n_xy"] == [64.0] * 7
+    exam = data["patients"][0]["exam"]
+    assert exam["field_strength_t"] == 3.0 and list(exam["acquisition_times_s"].values()) == [0.0, 90.0, 180.0]
+    img = nib.load(str(tmp_path / "c" / exam["sequences"]["T2"]))
+    assert img.shape == (64, 64, 16)
+
+
+@pytest.mark.parametrize(
+    "content, exc, match",
+    [
+        (None, FileNotFoundError, r"reference_csv '.*missing.csv' does not exist"),
+        ("pid,n_xy\nA,1\n", ValueError, r"lacks columns \['n_z', 'slice_thick'"),
+        (_CSV_HEADER + "A,64,48,3,4.0,0.7,x,0\n", ValueError, r"line 2, column 'tum_vol': expected a number, got 'x'"),
+        (_CSV_HEADER + "A,64,48,3,4.0,0.7,,0\n", ValueError, r"has no values in columns \['tum_vol'\]"),
+        (_CSV_HEADER + "A,64,48,3,4.0,0.7,100,0\n", ValueError, r"HER2 prevalence must be in \(0, 1\), got 0.0"),
+    ],
+)
+def test_reference_csv_errors(tmp_path, content, exc, match):
+    path = tmp_path / "missing.csv"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(exc, match=match):
+        load_reference_csv(path)
+
+
+# ----------------------------------------------------------------------------- cohort statistics (tiny preset)
+
+
+@pytest.fixture(scope="module")
+def tiny_cases():
+    cfg = PhantomConfig.tiny()
+    return [simulate_patient(i, cfg) for i in range(100)]
+
+
+def test_simulated_curves_fall_into_their_birads_class(tiny_cases):
+    les = [x for c in tiny_cases for x in c.lesions]
+    # the curve type measured from the noise-free mean signal matches the kinetic archetype drawn
+    agree = np.mean([x["curve_type"] == x["archetype"] for x in les])
+    assert agree > 0.9
+    # initial phase: malignant lesions mostly fast (> 100 %), benign mostly not
+    initial = {m: [(x["mean_signal"][1] / x["mean_signal"][0] - 1) for x in les if x["malignant"] == m] for m in (0, 1)}
+    assert np.mean(np.array(initial[1]) > 1.0) > 0.6 > np.mean(np.array(initial[0]) > 1.0)
+
+
+def _cv_auc(x, y):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    p = cross_val_predict(LogisticRegression(), np.asarray(x), np.asarray(y), cv=5, method="predict_proba")[:, 1]
+    return roc_auc_score(y, p)
+
+
+def test_ideal_features_malignancy_auc_high_but_not_perfect(tiny_cases):
+    les = [x for c in tiny_cases for x in c.lesions]
+    feats = [
+        [(x["mean_signal"][-1] - x["mean_signal"][1]) / x["mean_signal"][1], float(x["irregular"])] for x in les
+    ]
+    auc = _cv_auc(feats, [x["malignant"] for x in les])
+    assert 0.8 < auc < 0.99
+
+
+def test_outcomes_harder_than_malignancy(tiny_cases):
+    mal = [c for c in tiny_cases if c.labels["malignant"]]
+    big = [max((x for x in c.lesions if x["malignant"]), key=lambda x: x["volume_mm3"]) for c in mal]
+    ideal = [[c.latent["stromal"], float(b["archetype"] == "washout"), np.log(b["volume_mm3"])] for c, b in zip(mal, big)]
+    her2 = [c.labels["her2"] for c in mal]
+    rec = [c.labels["recurrence_event"] for c in mal]
+    assert 0.1 < np.mean(her2) < 0.4  # reference prevalence 0.22
+    assert 0.6 < _cv_auc(ideal, her2) < 0.88
+    assert 0.6 < _cv_auc(ideal, rec) < 0.88
+    assert all(c.labels["recurrence_days"] == 1825.0 for c in mal if not c.labels["recurrence_event"])
