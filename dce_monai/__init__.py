@@ -6,4 +6,4 @@ __version__ = "0.1.0"
 
 from .sequences import CHANNEL_NAMES_KEY, SEQUENCES, triplets
 
-__all__ = ["__version__", "SEQUENCES", "CHANNEL_NAMES_KEY", "triplets"]
+__all__ = ["CHANNEL_NAMES_KEY", "SEQUENCES", "__version__", "triplets"]

@@ -18,16 +18,16 @@ import re
 from collections.abc import Iterator, Sequence
 
 __all__ = [
-    "SEQUENCES",
     "CHANNEL_NAMES_KEY",
     "PRE",
+    "SEQUENCES",
     "SUB",
     "T2",
-    "post_name",
-    "post_index",
     "is_post",
-    "triplets",
+    "post_index",
+    "post_name",
     "sort_sequences",
+    "triplets",
     "validate_sequence_names",
 ]
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-__all__ = ["cam_overlay", "save_cam_overlay_png", "CamImageHandler"]
+__all__ = ["CamImageHandler", "cam_overlay", "save_cam_overlay_png"]
 
 
 def _norm(a: np.ndarray) -> np.ndarray:

@@ -2,4 +2,4 @@
 
 from .nets import VGG3DCAM, ResNet34Transfer, load_torchvision_weights, normalize_cam
 
-__all__ = ["ResNet34Transfer", "VGG3DCAM", "load_torchvision_weights", "normalize_cam"]
+__all__ = ["VGG3DCAM", "ResNet34Transfer", "load_torchvision_weights", "normalize_cam"]

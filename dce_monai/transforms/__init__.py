@@ -16,8 +16,19 @@ from .augmentation import (
 )
 from .bias_field import N4BiasFieldCorrection, N4BiasFieldCorrectiond
 from .channels import SelectSequences, SelectSequencesd
-from .fcm import FCMResult, FuzzyCMeansMask, FuzzyCMeansMaskd, fuzzy_cmeans, fuzzy_cmeans_histogram
-from .intensity import ImageNetNormalize, ImageNetNormalized, ScaleIntensityDCE, ScaleIntensityDCEd
+from .fcm import (
+    FCMResult,
+    FuzzyCMeansMask,
+    FuzzyCMeansMaskd,
+    fuzzy_cmeans,
+    fuzzy_cmeans_histogram,
+)
+from .intensity import (
+    ImageNetNormalize,
+    ImageNetNormalized,
+    ScaleIntensityDCE,
+    ScaleIntensityDCEd,
+)
 from .kinetics import (
     CURVE_TYPES,
     EnhancementMaps,
@@ -31,10 +42,37 @@ from .kinetics import (
 from .patches import LesionPatchesd, lesion_centre
 
 __all__ = [
-    "AXIAL_ONLY_ROTATIONS", "N_VARIANTS", "Augment34", "Augment34d", "AxialRotation", "CornerShift", "CubeSymmetry",
-    "RandAugment34d", "expand_34", "variant_names", "N4BiasFieldCorrection", "N4BiasFieldCorrectiond",
-    "SelectSequences", "SelectSequencesd", "FCMResult", "FuzzyCMeansMask", "FuzzyCMeansMaskd", "fuzzy_cmeans",
-    "fuzzy_cmeans_histogram", "ImageNetNormalize", "ImageNetNormalized", "ScaleIntensityDCE", "ScaleIntensityDCEd",
-    "CURVE_TYPES", "EnhancementMaps", "EnhancementMapsd", "EnhancementThresholdMask", "EnhancementThresholdMaskd",
-    "Subtract", "Subtractd", "relative_enhancement", "LesionPatchesd", "lesion_centre",
+    "AXIAL_ONLY_ROTATIONS",
+    "CURVE_TYPES",
+    "N_VARIANTS",
+    "Augment34",
+    "Augment34d",
+    "AxialRotation",
+    "CornerShift",
+    "CubeSymmetry",
+    "EnhancementMaps",
+    "EnhancementMapsd",
+    "EnhancementThresholdMask",
+    "EnhancementThresholdMaskd",
+    "FCMResult",
+    "FuzzyCMeansMask",
+    "FuzzyCMeansMaskd",
+    "ImageNetNormalize",
+    "ImageNetNormalized",
+    "LesionPatchesd",
+    "N4BiasFieldCorrection",
+    "N4BiasFieldCorrectiond",
+    "RandAugment34d",
+    "ScaleIntensityDCE",
+    "ScaleIntensityDCEd",
+    "SelectSequences",
+    "SelectSequencesd",
+    "Subtract",
+    "Subtractd",
+    "expand_34",
+    "fuzzy_cmeans",
+    "fuzzy_cmeans_histogram",
+    "lesion_centre",
+    "relative_enhancement",
+    "variant_names",
 ]

@@ -33,16 +33,16 @@ from monai.utils import TransformBackends
 from dce_monai.transforms.utils import case_label, check_spatial_dims
 
 __all__ = [
+    "AXIAL_ONLY_ROTATIONS",
     "N_VARIANTS",
-    "CubeSymmetry",
-    "CornerShift",
-    "AxialRotation",
     "Augment34",
     "Augment34d",
+    "AxialRotation",
+    "CornerShift",
+    "CubeSymmetry",
     "RandAugment34d",
-    "variant_names",
     "expand_34",
-    "AXIAL_ONLY_ROTATIONS",
+    "variant_names",
 ]
 
 N_VARIANTS = 34

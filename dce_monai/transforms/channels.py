@@ -15,7 +15,11 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from dce_monai.sequences import CHANNEL_NAMES_KEY, sort_sequences, validate_sequence_names
+from dce_monai.sequences import (
+    CHANNEL_NAMES_KEY,
+    sort_sequences,
+    validate_sequence_names,
+)
 from dce_monai.transforms.utils import case_label, check_same_grid, to_float_tensor
 
 __all__ = ["SelectSequences", "SelectSequencesd"]

@@ -23,7 +23,12 @@ from monai.transforms import MapTransform
 from monai.utils import TransformBackends, look_up_option
 
 from dce_monai.sequences import CHANNEL_NAMES_KEY
-from dce_monai.transforms.utils import case_label, check_binary_mask, check_same_grid, check_spatial_dims
+from dce_monai.transforms.utils import (
+    case_label,
+    check_binary_mask,
+    check_same_grid,
+    check_spatial_dims,
+)
 
 __all__ = ["LesionPatchesd", "lesion_centre"]
 

@@ -16,11 +16,11 @@ from monai.data import MetaTensor
 
 __all__ = [
     "case_label",
-    "spatial_shape",
-    "check_spatial_dims",
-    "check_same_grid",
-    "check_finite",
     "check_binary_mask",
+    "check_finite",
+    "check_same_grid",
+    "check_spatial_dims",
+    "spatial_shape",
     "to_float_tensor",
     "wrap_like",
 ]

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-__all__ = ["run_demo", "add_cli_arguments", "cli_main"]
+__all__ = ["add_cli_arguments", "cli_main", "run_demo"]
 
 
 def _step(name: str) -> None:

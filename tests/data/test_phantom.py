@@ -60,10 +60,10 @@ def test_malignant_curves_wash_out_more_and_enhance_faster(cases):
     mal = [les for c in cases for les in c.lesions if les["malignant"]]
     ben = [les for c in cases for les in c.lesions if not les["malignant"]]
     assert mal and ben
-    frac = lambda ls, t: np.mean([les["curve_type"] == t for les in ls])  # noqa: E731
+    frac = lambda ls, t: np.mean([les["curve_type"] == t for les in ls])
     assert frac(mal, "washout") > frac(ben, "washout") + 0.2
     assert frac(ben, "persistent") > frac(mal, "persistent") + 0.2
-    initial = lambda les: (les["mean_signal"][1] - les["mean_signal"][0]) / les["mean_signal"][0]  # noqa: E731
+    initial = lambda les: (les["mean_signal"][1] - les["mean_signal"][0]) / les["mean_signal"][0]
     assert np.median([initial(x) for x in mal]) > 1.0 > np.median([initial(x) for x in ben])  # BI-RADS fast vs not
     # overlap is real: not every malignant lesion washes out
     assert 0 < frac(mal, "washout") < 1

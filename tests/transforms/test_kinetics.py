@@ -10,8 +10,6 @@ from dce_monai.transforms.kinetics import (
     EnhancementMapsd,
     EnhancementThresholdMask,
     EnhancementThresholdMaskd,
-    Subtract,
-    Subtractd,
 )
 
 AFFINE = torch.tensor([[0.0, -0.7, 0, 10], [0.8, 0, 0, -5], [0, 0, 2.0, 3], [0, 0, 0, 1]], dtype=torch.float64)
@@ -19,29 +17,6 @@ AFFINE = torch.tensor([[0.0, -0.7, 0, 10], [0.8, 0, 0, -5], [0, 0, 2.0, 3], [0, 
 
 def _kinds(arr):
     return {"numpy": arr, "torch": torch.as_tensor(arr.astype(np.float32) if arr.dtype == np.uint16 else arr), "meta": MetaTensor(torch.as_tensor(arr.astype(np.float32)), affine=AFFINE)}
-
-
-@pytest.mark.parametrize("kind", ["numpy", "torch", "meta"])
-def test_subtract_uint16_no_overflow(kind):
-    pre = np.full((1, 4, 4, 3), 1000, np.uint16)
-    post = np.full((1, 4, 4, 3), 900, np.uint16)
-    post[0, 0, 0, 0] = 65535
-    out = Subtract()(_kinds(post)[kind], _kinds(pre)[kind])
-    assert out.dtype == torch.float32 and float(out[0, 1, 1, 1]) == -100.0 and float(out[0, 0, 0, 0]) == 64535.0
-    assert out.meta["channel_names"] == ["sub"]
-    if kind == "meta":
-        assert torch.equal(out.affine, AFFINE)
-
-
-def test_subtractd_and_errors():
-    pre = MetaTensor(torch.full((1, 4, 4, 3), 10.0), affine=AFFINE)
-    d = Subtractd()({"T1pre": pre, "T1post1": pre + 5, "patient_id": "P1"})
-    assert torch.all(d["sub"] == 5) and torch.equal(d["sub"].affine, AFFINE)
-    with pytest.raises(KeyError, match=r"patient 'P1': Subtractd needs key\(s\) \['T1post1'\]"):
-        Subtractd()({"T1pre": pre, "patient_id": "P1"})
-    assert "sub" not in Subtractd(allow_missing_keys=True)({"T1pre": pre})
-    with pytest.raises(ValueError, match=r"patient 'P1': sequences are on different grids: 'T1post1' has spatial shape \(4, 4, 3\) but 'T1pre' has \(4, 4, 2\)"):
-        Subtractd()({"T1pre": pre[..., :2], "T1post1": pre, "patient_id": "P1"})
 
 
 def _curves():
@@ -70,6 +45,27 @@ def test_enhancement_maps_exact(kind):
     np.testing.assert_allclose(maps["washout"][0, 2, 0, 0], (170 - 220) / 220, rtol=1e-6)
     np.testing.assert_allclose(maps["ser"][0, 2, 0, 0], 120 / 70, rtol=1e-6)
     assert maps["re"].shape == (3, 5, 1, 1) and float(maps["re"][0, 4, 0, 0]) == 0.0  # air: no enhancement
+    np.testing.assert_allclose(maps["re"][:, 0, 0, 0], [0.6, 0.9, 1.1], rtol=1e-6)
+    assert maps["ttp"][0, :, 0, 0].tolist() == [3, 2, 1, 3, 0]  # air: not analysed
+    assert maps["valid"][0, :, 0, 0].tolist() == [1, 1, 1, 1, 0]  # air flagged
+    assert float(maps["washout"][0, 4, 0, 0]) == 0.0 and float(maps["ser"][0, 4, 0, 0]) == 0.0
+    assert all(isinstance(v, MetaTensor) for v in maps.values()) and maps["ser"].meta["channel_names"] == ["ser"]
+    if kind == "meta":
+        assert all(torch.equal(v.affine, AFFINE) for v in maps.values())
+
+
+def test_early_phase_choice_by_index_and_time():
+    x, _ = _curves()
+    # early = phase 2: the washout voxel is then 190 -> 170 (-10.5 %): still washout; plateau voxel 255 -> 245
+    m2 = EnhancementMaps(early_phase=2, noise_floor=10.0)(torch.as_tensor(x))
+    np.testing.assert_allclose(m2["washin"][0, :3, 0, 0], [0.9, 1.55, 0.9], rtol=1e-6)
+    mt = EnhancementMaps(early_time_s=100, noise_floor=10.0)(torch.as_tensor(x), times_s=[0.0, 60.0, 120.0, 180.0])
+    assert torch.equal(mt["washin"], m2["washin"])
+    d = {"T1pre": torch.as_tensor(x[:1]), "acquisition_times_s": {"T1pre": 10.0, "T1post1": 70.0, "T1post2": 130.0, "T1post3": 190.0}}
+    for k in (1, 2, 3):
+        d[f"T1post{k}"] = torch.as_tensor(x[k : k + 1])
+    out = EnhancementMapsd(early_time_s=100, noise_floor=10.0)(d)
+    assert torch.equal(out["washin"].as_tensor(), m2["washin"].as_tensor())
 
 
 def test_enhancement_mapsd_finds_phases_in_order():
@@ -93,7 +89,27 @@ def test_enhancement_mapsd_finds_phases_in_order():
         (lambda: EnhancementMaps()(torch.tensor([[[[1.0]]], [[[float("nan")]]]])), ValueError, r"'img' has 1 NaN/Inf voxels"),
         (lambda: EnhancementMapsd()({"patient_id": "P9", "T1post1": torch.ones(1, 2, 2, 2)}), KeyError, r"patient 'P9': missing pre-contrast key 'T1pre'"),
         (lambda: EnhancementMapsd()({"T1pre": torch.ones(1, 2, 2, 2)}), KeyError, r"no post-contrast phase"),
-        (lambda: EnhancementMapsd(post_keys=["T1post4"])({"T1pre": torch.ones(1, 2, 2, 2)}), KeyError, r"missing phase\(s\) \['T1post4'\]"),
+        (lambda: EnhancementMapsd(post_keys=["T1post4"])({"T1pre": torch.ones(1, 2, 2, 2)}), KeyError, r"missing phase\(s\) \['T1post4'\]; available: \['T1pre'\]"),
+        (lambda: EnhancementMaps(noise_floor=-1.0), ValueError, r"noise_floor must be >= 0 or None, got -1.0"),
+        (lambda: EnhancementMaps(early_time_s=-5), ValueError, r"early_time_s must be >= 0 seconds or None, got -5"),
+        (lambda: EnhancementMaps(early_time_s=90)(torch.ones(3, 2, 2, 2)), ValueError, r"early_time_s=90 needs acquisition times of the pre and 2 post phase\(s\) \(3 values\), got None"),
+        (lambda: EnhancementMaps(early_time_s=90)(torch.ones(3, 2, 2, 2), times_s=[0, 30, 60]), ValueError, r"no post phase acquired >= 90 s after the pre-contrast phase \(times after pre: \[30.0, 60.0\] s\)"),
+        (
+            lambda: EnhancementMapsd(early_time_s=90)({"patient_id": "P2", "T1pre": torch.ones(1, 2, 2, 2), "T1post1": torch.ones(1, 2, 2, 2)}),
+            KeyError,
+            r"patient 'P2': early_time_s is set but the acquisition times key 'acquisition_times_s' is missing",
+        ),
+        (
+            lambda: EnhancementMapsd(early_time_s=90)({"T1pre": torch.ones(1, 2, 2, 2), "T1post1": torch.ones(1, 2, 2, 2), "acquisition_times_s": {"T1pre": 0}}),
+            KeyError,
+            r"'acquisition_times_s' has no time for \['T1post1'\]; it has \['T1pre'\]",
+        ),
+        (
+            lambda: EnhancementMapsd()({"patient_id": "P3", "T1pre": torch.ones(1, 2, 2, 2), "T1post1": torch.ones(1, 2, 2, 3)}),
+            ValueError,
+            r"patient 'P3': sequences are on different grids: 'T1pre' has spatial shape \(2, 2, 2\) but 'T1post1' has \(2, 2, 3\)",
+        ),
+        (lambda: EnhancementMapsd()({"T1pre": torch.ones(2, 2, 2, 2), "T1post1": torch.ones(2, 2, 2, 2)}), ValueError, r"'T1pre' must have 1 channel, got shape \(2, 2, 2, 2\)"),
     ],
 )
 def test_enhancement_map_errors(call, exc, match):
@@ -129,11 +145,20 @@ def test_threshold_maskd_breast_restriction_and_errors():
         EnhancementThresholdMaskd()({"T1pre": pre, "patient_id": "Q"})
     with pytest.raises(ValueError, match=r"'pre' must be channel-first with 3 spatial dims"):
         EnhancementThresholdMask()(pre[0], post[0])
+    with pytest.raises(ValueError, match=r"floor_fraction must be in \[0, 1\), got -0.1"):
+        EnhancementThresholdMask(floor_fraction=-0.1)
+    with pytest.raises(ValueError, match=r"sequences are on different grids: 'pre' has spatial shape \(4, 4, 2\) but 'post' has \(4, 4, 1\)"):
+        EnhancementThresholdMask()(pre, post[..., :1])
+    with pytest.raises(ValueError, match=r"'post' has 1 NaN/Inf voxels"):
+        bad = post.clone()
+        bad[0, 0, 0, 0] = float("nan")
+        EnhancementThresholdMask()(pre, bad)
 
 
 def test_threshold_mask_recovers_phantom_lesions():
-    from dce_monai.data.phantom import simulate_patient
     from monai.metrics import compute_dice
+
+    from dce_monai.data.phantom import simulate_patient
 
     dices = []
     for seed in range(4):

@@ -26,7 +26,7 @@ from torch import nn
 
 from dce_monai.sequences import validate_sequence_names
 
-__all__ = ["ResNet34Transfer", "load_torchvision_weights", "STAGES"]
+__all__ = ["STAGES", "ResNet34Transfer", "load_torchvision_weights"]
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 _STAGE_PREFIX = {"stem": ("conv1.", "bn1."), "layer1": ("layer1.",), "layer2": ("layer2.",), "layer3": ("layer3.",), "layer4": ("layer4.",)}
