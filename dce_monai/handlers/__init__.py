@@ -1,7 +1,18 @@
-"""Ignite handlers (thin wrappers over dce_monai.metrics)."""
+"""Ignite handlers (thin wrappers over dce_monai.metrics) and crash-safe checkpointing."""
 
 from .attention import AttentionInMask
 from .cam_images import CamImageHandler, cam_overlay, save_cam_overlay_png
+from .checkpoint import AtomicCheckpointSaver, ResumeFromLatest, latest_checkpoint, load_state_file
 from .lesion_auc import LesionAUC
 
-__all__ = ["AttentionInMask", "CamImageHandler", "LesionAUC", "cam_overlay", "save_cam_overlay_png"]
+__all__ = [
+    "AtomicCheckpointSaver",
+    "AttentionInMask",
+    "CamImageHandler",
+    "LesionAUC",
+    "ResumeFromLatest",
+    "cam_overlay",
+    "latest_checkpoint",
+    "load_state_file",
+    "save_cam_overlay_png",
+]

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dce_monai.metrics.stats import roc_auc
+from dce_monai.workflows.results import (
+    COLUMNS,
+    format_markdown_table,
+    read_predictions,
+    summarize,
+    write_predictions,
+    write_table,
+)
+
+
+def _rows(n_folds: int = 3, per_fold: int = 10, model: str = "m", seed: int = 0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for f in range(n_folds):
+        for i in range(per_fold):
+            y = int(i % 2)
+            rows.append(
+                {
+                    "experiment": "exp",
+                    "model": model,
+                    "fold": f,
+                    "split": "val",
+                    "patient_id": f"p{f}_{i // 2}",
+                    "lesion_id": f"p{f}_{i}",
+                    "label": y,
+                    "prob": float(np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2), 0, 1)),
+                }
+            )
+    return rows
+
+
+def test_roundtrip_exact(tmp_path):
+    rows = _rows()
+    path = write_predictions(tmp_path / "sub" / "pred.csv", rows)
+    back = read_predictions(path)
+    assert back == rows
+    assert list(tmp_path.glob("sub/.*tmp")) == []
+
+
+def test_summarize_pooled_and_per_fold():
+    rows = _rows() + _rows(model="other", seed=1)
+    table = summarize(rows, n_boot=100)
+    assert [t["model"] for t in table] == ["m", "other"]
+    t = table[0]
+    mine = [r for r in rows if r["model"] == "m"]
+    assert t["auc"] == pytest.approx(roc_auc([r["label"] for r in mine], [r["prob"] for r in mine]))
+    assert t["auc_ci_low"] <= t["auc"] <= t["auc_ci_high"]
+    folds = [roc_auc([r["label"] for r in mine if r["fold"] == f], [r["prob"] for r in mine if r["fold"] == f]) for f in range(3)]
+    assert t["auc_fold_mean"] == pytest.approx(np.mean(folds))
+    assert t["auc_fold_sd"] == pytest.approx(np.std(folds, ddof=1))
+    assert (t["n"], t["n_pos"], t["n_folds"]) == (30, 15, 3)
+
+
+def test_single_class_group_gives_nan_auc():
+    rows = [r for r in _rows() if r["label"] == 1]
+    t = summarize(rows, n_boot=50)[0]
+    assert math.isnan(t["auc"]) and math.isnan(t["auc_ci_low"]) and t["sensitivity"] >= 0
+
+
+def test_tables(tmp_path):
+    rows = summarize(_rows(), n_boot=50)
+    csv_path, md_path = write_table(rows, tmp_path / "table", ["model", "auc", "n"])
+    md = md_path.read_text()
+    assert md.splitlines()[0] == "| model | auc | n |" and f"{rows[0]['auc']:.3f}" in md
+    assert csv_path.read_text().splitlines()[0] == "model,auc,n"
+    assert "| – |" in format_markdown_table([{"a": math.nan}])
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"prob": 1.5}, r"row 0: prob must be a probability in \[0, 1\], got 1.5"),
+        ({"prob": float("nan")}, "row 0: prob must be a probability"),
+        ({"label": 2}, "row 0: label must be 0 or 1, got 2"),
+        ({"split": "dev"}, "row 0: split must be one of"),
+        ({"fold": "x"}, "row 0: fold/label/prob must be numbers, got 'x'"),
+        ({"lesion_id": ""}, "row 0: lesion_id is empty"),
+    ],
+)
+def test_bad_rows(tmp_path, change, match):
+    rows = _rows()
+    rows[0] = {**rows[0], **change}
+    with pytest.raises(ValueError, match=match):
+        write_predictions(tmp_path / "p.csv", rows)
+
+
+def test_errors(tmp_path):
+    rows = _rows()
+    with pytest.raises(ValueError, match=r"row 0: missing column\(s\) \['prob'\]"):
+        write_predictions(tmp_path / "p.csv", [{k: v for k, v in rows[0].items() if k != "prob"}])
+    with pytest.raises(ValueError, match="row 1: lesion 'p0_0' appears twice"):
+        write_predictions(tmp_path / "p.csv", [rows[0], rows[0]])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_predictions(tmp_path / "none.csv")
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a predictions table; missing column"):
+        read_predictions(tmp_path / "x.csv")
+    (tmp_path / "y.csv").write_text(",".join(COLUMNS) + "\ne,m,0,val,p,l,1,oops\n")
+    with pytest.raises(ValueError, match="y.csv line 2: fold/label/prob must be numbers"):
+        read_predictions(tmp_path / "y.csv")
+    with pytest.raises(ValueError, match="by must name columns"):
+        summarize(rows, by=("nope",))
+    with pytest.raises(ValueError, match="no predictions to summarise"):
+        summarize([])
+    with pytest.raises(ValueError, match="no rows to format"):
+        format_markdown_table([])
+    with pytest.raises(ValueError, match="no rows to write"):
+        write_table([], tmp_path / "t")
