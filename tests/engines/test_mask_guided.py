@@ -56,3 +56,18 @@ def test_errors():
     trainer, _ = _trainer(mask_key="tumour")
     with pytest.raises(KeyError, match=r"batch has no 'tumour'"):
         trainer.run()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("amp", [False, True])
+def test_cuda_amp_training_matches_fp32_direction(amp):
+    """On a GPU: the mask-guided step runs under AMP (fp16 autocast + grad scaler), losses stay finite."""
+    torch.manual_seed(0)
+    net = VGG3DCAM(channels=(4, 8), dropout=0.0).cuda()
+    trainer = MaskGuidedTrainer("cuda", 3, _loader(), net, torch.optim.Adam(net.parameters(), 1e-3), MaskGuidedLoss(10.0), amp=amp)
+    losses = []
+    trainer.add_event_handler(IterationEvents.MODEL_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
+    trainer.run()
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+    assert next(net.parameters()).is_cuda
