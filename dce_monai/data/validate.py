@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import logging
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,9 @@ from dce_monai.data.manifest import (
 )
 from dce_monai.sequences import sort_sequences
 
-__all__ = ["ValidationReport", "add_cli_arguments", "cli_main", "read_nifti", "validate_cohort"]
+__all__ = ["ValidationReport", "add_cli_arguments", "cli_main", "read_nifti", "require_valid", "validate_cohort"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -223,6 +226,42 @@ def validate_cohort(manifest: Manifest | str | Path, check_files: bool = True, t
         report.problems.extend(probs)
         (report.invalid_patients if probs else report.valid_patients).append(p["patient_id"])
     return report
+
+
+def require_valid(manifest: Manifest | str | Path, skip_invalid: bool = False, check_files: bool = True) -> Manifest:
+    """Validate a cohort before a workflow starts: every problem up front, not mid-training.
+
+    Args:
+        manifest: a :class:`Manifest` or a manifest path.
+        skip_invalid: continue with the valid patients only (the others are logged with
+            their problems) instead of stopping.
+        check_files: also open and check the image files (see :func:`validate_cohort`).
+
+    Returns:
+        The manifest (restricted to the valid patients with ``skip_invalid``).
+
+    Raises:
+        ManifestError: problems found (without ``skip_invalid``), or no valid patient left;
+            the message lists every problem with its case and field.
+
+    Example:
+        >>> manifest = require_valid("cohort/manifest.json", skip_invalid=True)  # doctest: +SKIP
+    """
+    source = str(manifest.path or "manifest") if isinstance(manifest, Manifest) else str(manifest)
+    report = validate_cohort(manifest, check_files=check_files)
+    if report.ok:
+        return manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    if not skip_invalid or not report.valid_patients:
+        raise ManifestError(report.problems, source=source)
+    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    logger.warning(
+        "%s: %d invalid patient(s) skipped: %s\n%s",
+        source,
+        len(report.invalid_patients),
+        report.invalid_patients,
+        "\n".join(f"  - {p}" for p in report.problems),
+    )
+    return m.select(report.valid_patients)
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from dce_monai.cli import main
 from dce_monai.data.manifest import save_manifest
-from dce_monai.data.validate import _affine_problem, read_nifti, validate_cohort
+from dce_monai.data.manifest import ManifestError, load_manifest
+from dce_monai.data.validate import _affine_problem, read_nifti, require_valid, validate_cohort
 
 SHAPE = (6, 5, 4)
 AFFINE = np.diag([0.7, 0.7, 2.0, 1.0])
@@ -204,3 +205,22 @@ def test_schema_problems_become_report(tmp_path):
 def test_affine_sanity(affine, match):
     assert re.search(match, _affine_problem(affine))
     assert _affine_problem(np.diag([0.7, 0.7, 2.0, 1.0])) is None
+
+
+@pytest.mark.parametrize("as_path", [True, False])
+def test_require_valid(cohort, as_path, caplog):
+    src = cohort if as_path else load_manifest(cohort)
+    assert [p["patient_id"] for p in require_valid(src).patients] == ["P0", "P1", "P2"]
+    _file(cohort, "P1", "T1pre.nii.gz").write_bytes(b"")
+    with pytest.raises(ManifestError, match=r"manifest.json: 1 problem\(s\):\n.*patient 'P1'.*exam.sequences.T1pre.*file is empty"):
+        require_valid(src)
+    kept = require_valid(src, skip_invalid=True)
+    assert [p["patient_id"] for p in kept.patients] == ["P0", "P2"]
+    assert "1 invalid patient(s) skipped: ['P1']" in caplog.text
+
+
+def test_require_valid_nothing_left(cohort):
+    for pid in ("P0", "P1", "P2"):
+        _file(cohort, pid, "T1pre.nii.gz").unlink()
+    with pytest.raises(ManifestError, match=r"3 problem\(s\)"):
+        require_valid(cohort, skip_invalid=True)
