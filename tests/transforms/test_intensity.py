@@ -69,3 +69,18 @@ def test_imagenet_normalisation():
 def test_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+@pytest.mark.parametrize("kind", ["torch", "meta", "numpy"])
+@pytest.mark.parametrize("lower, upper", [(0.5, 99.5), (0.0, 100.0), (10.0, 60.0)])
+def test_imagenet_normalisation_equals_monai_composition(kind, lower, upper):
+    from monai.transforms import NormalizeIntensity, ScaleIntensityRangePercentiles
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 20, 18, generator=g) * torch.tensor([1.0, 100.0, 5.0]).view(3, 1, 1)
+    x[2] = 7.0  # a constant channel maps to 0 before the ImageNet shift
+    ref = ScaleIntensityRangePercentiles(lower, upper, 0.0, 1.0, clip=True, channel_wise=True)(x.clone())
+    ref = NormalizeIntensity(subtrahend=IMAGENET_MEAN, divisor=(0.229, 0.224, 0.225), channel_wise=True)(ref)
+    inp = {"torch": x, "meta": MetaTensor(x), "numpy": x.numpy()}[kind]
+    out = ImageNetNormalize(lower, upper)(inp)
+    torch.testing.assert_close(torch.as_tensor(out), torch.as_tensor(ref), atol=1e-5, rtol=1e-5)
