@@ -1,10 +1,12 @@
-"""34-fold augmentation benchmark: dce_monai (MONAI/torch) vs the same operations in scipy.ndimage.
+"""34-fold augmentation benchmark: dce_monai (MONAI/torch) vs the same operations in TorchIO and scipy.ndimage.
 
     .venv/bin/python benchmarks/bench_augmentation.py [--repeats 3]
 
 Volume 1x128x128x64 float32; all 34 variants per volume. Peer: numpy.rot90 for the 24 cube
 rotations, scipy.ndimage.shift (order 0) for the 8 corner shifts, scipy.ndimage.rotate
-(order 1, reshape=False) for the +-10 deg axial rotations. Also checks that the 32 exact
+(order 1, reshape=False) for the +-10 deg axial rotations. TorchIO (``pip install -e .[bench]``):
+``tio.Affine`` with 90-degree rotations (nearest), translations of 10 voxels and +-10 deg
+(linear), the way a TorchIO user writes these variants. Also checks that the 32 exact
 variants are value permutations of the input (no interpolation).
 """
 
@@ -36,6 +38,24 @@ def scipy_34(v: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def torchio_34(v: np.ndarray) -> list:
+    import torchio as tio
+
+    img = tio.ScalarImage(tensor=torch.as_tensor(v), affine=np.eye(4))
+    out = []
+    for a in range(6):  # 6 faces x 4 in-plane turns, as cube rotations
+        face = [(0, 0, 0), (0, 0, 90), (0, 0, 180), (0, 0, 270), (0, 90, 0), (0, 270, 0)][a]
+        for k in range(4):
+            deg = (face[0] + 90 * k, face[1], face[2])
+            out.append(tio.Affine(scales=1, degrees=deg, translation=0, image_interpolation="nearest")(img).data)
+    for i in range(8):
+        offs = CornerShift(i).offsets
+        out.append(tio.Affine(scales=1, degrees=0, translation=offs, image_interpolation="nearest", default_pad_value=0)(img).data)
+    for ang in (10, -10):
+        out.append(tio.Affine(scales=1, degrees=(0, 0, ang), translation=0, image_interpolation="linear")(img).data)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
@@ -51,11 +71,24 @@ def main() -> None:
     for _ in range(args.repeats):
         scipy_34(v)
     t_scipy = (time.perf_counter() - t) / args.repeats
+    try:
+        torchio_34(v)  # warm-up
+        t = time.perf_counter()
+        for _ in range(args.repeats):
+            torchio_34(v)
+        t_tio: float | None = (time.perf_counter() - t) / args.repeats
+    except ImportError:
+        t_tio = None
     exact = all(np.array_equal(np.sort(o["image"].numpy().ravel()), np.sort(v.ravel())) for o in ours[:24])
     print(f"34 variants of 1x128x128x64, torch threads {torch.get_num_threads()}, {args.repeats} repeats")
     print(f"  dce_monai (MONAI Rotate90/Rotate, torch shifts): {t_ours:.3f} s per volume = {1 / t_ours:.2f} volumes/s ({34 / t_ours:.0f} variants/s)")
     print(f"  scipy.ndimage / numpy                          : {t_scipy:.3f} s per volume = {1 / t_scipy:.2f} volumes/s")
-    print(f"  ratio: {t_scipy / t_ours:.2f}x; 24 cube rotations are exact value permutations: {exact}")
+    if t_tio is None:
+        print("  TorchIO not installed (pip install -e .[bench]): peer skipped")
+    else:
+        print(f"  TorchIO tio.Affine                             : {t_tio:.3f} s per volume = {1 / t_tio:.2f} volumes/s")
+        print(f"  ratio vs TorchIO: {t_tio / t_ours:.2f}x")
+    print(f"  ratio vs scipy: {t_scipy / t_ours:.2f}x; 24 cube rotations are exact value permutations: {exact}")
 
 
 if __name__ == "__main__":
