@@ -9,7 +9,7 @@ STAMP := $(VENV)/.dce_monai_installed
 DEMO_OUT ?= demo_output
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+# Benchmarks print ratios against peers measured in the same run (docs/benchmarks.md).
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dce_monai tests benchmarks
