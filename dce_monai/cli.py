@@ -18,6 +18,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("dce_monai.data.validate", "check a manifest and the files it names; list every problem"),
     "import": ("dce_monai.data.importers", "convert a real dataset layout (MAMA-MIA, mapping CSV, BreastDCEDL) into a manifest"),
     "folds": ("dce_monai.data.folds", "write patient-wise stratified k-fold splits for a manifest"),
+    "search-channels": ("dce_monai.workflows.search_channels", "seed 1's channel-triplet search: all triplets x k patient-wise folds, resumable, shardable, ranked table"),
+    "baseline-kinetics": ("dce_monai.workflows.baseline_kinetics", "kinetic-feature baseline (logistic regression, gradient boosting) on the deep models' patient-wise folds"),
+    "report": ("dce_monai.workflows.report", "Markdown + HTML report of every experiment found in a run folder"),
     "demo": ("dce_monai.workflows.demo", "run the demo: phantom cohort, validation and the available experiments"),
 }
 

@@ -1,0 +1,535 @@
+"""``dce-monai report RUN_DIR``: one Markdown + HTML report of every experiment found in a run folder.
+
+The report collects, from anywhere under ``RUN_DIR``:
+
+- every predictions CSV in the shared format of :mod:`dce_monai.workflows.results`
+  (recognised by its header, whatever its file name): per-experiment summary tables
+  (AUC [95 % CI], sensitivity / specificity / accuracy at 0.5, per-fold AUC mean ± SD, n),
+  ROC curves with bootstrap bands, per-fold AUC plots;
+- known tables: the channel ranking of ``search-channels`` (``ranking.csv``/``ranking.md``,
+  drawn as a bar chart), the masking comparison (``*compar*.md``) and the kinetic baseline
+  table (``baseline_kinetics_table.md``), included as they are;
+- the kinetic baseline's feature cache (``features.csv`` with ``re_top_<phase>`` columns):
+  mean ± SD hot-spot enhancement curve per class;
+- class-activation-map overlays (PNG files with ``cam`` in their name or folder), copied next to the report;
+- each workflow's ``run.json`` (its arguments and settings).
+
+It says which of the known experiments are missing and which command produces them.
+Output: ``<out>/report.md``, ``<out>/report.html`` and the PNGs they reference relatively
+(the folder is self-contained: move or zip it as a whole). The HTML comes from
+python-markdown when it is installed, else from :func:`markdown_to_html`, a small converter
+for the subset of Markdown this report writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import json
+import math
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dce_monai.workflows.results import COLUMNS, read_predictions, summarize
+
+__all__ = [
+    "KNOWN_EXPERIMENTS",
+    "RunContents",
+    "add_cli_arguments",
+    "cli_main",
+    "discover",
+    "markdown_to_html",
+    "write_report",
+]
+
+#: Experiments the toolkit's workflows write, with the command that produces each.
+KNOWN_EXPERIMENTS: dict[str, str] = {
+    "channel_search": "dce-monai search-channels MANIFEST --out DIR && dce-monai search-channels MANIFEST --out DIR --merge",
+    "compare_masking": "dce-monai compare-masking MANIFEST --out DIR",
+    "baseline_kinetics": "dce-monai baseline-kinetics MANIFEST --out DIR",
+}
+#: Known tables: (title, glob pattern of the Markdown file under the run folder).
+KNOWN_TABLES: tuple[tuple[str, str], ...] = (
+    ("Channel-triplet ranking (search-channels)", "ranking.md"),
+    ("Masking comparison (compare-masking)", "*compar*.md"),
+    ("Kinetic baseline (baseline-kinetics)", "baseline_kinetics_table.md"),
+)
+_MAX_CAMS = 24
+_MAX_ROC_MODELS = 6
+
+
+@dataclass
+class RunContents:
+    """What :func:`discover` found under a run folder (paths are absolute)."""
+
+    run_dir: Path
+    predictions: list[Path] = field(default_factory=list)
+    tables: list[tuple[str, Path]] = field(default_factory=list)
+    rankings: list[Path] = field(default_factory=list)
+    features: list[Path] = field(default_factory=list)
+    cams: list[Path] = field(default_factory=list)
+    run_jsons: list[Path] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.predictions or self.tables or self.rankings or self.features or self.cams)
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def discover(run_dir: str | Path, exclude: str | Path | None = None) -> RunContents:
+    """Find predictions CSVs, known tables, kinetic feature caches, CAM PNGs and ``run.json`` files.
+
+    Args:
+        run_dir: folder searched recursively (files in hidden folders are skipped).
+        exclude: a folder inside ``run_dir`` to skip (the report's own output folder).
+
+    Returns:
+        A :class:`RunContents`, each list sorted by path.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a folder.
+
+    Example:
+        >>> discover("runs/demo").predictions  # doctest: +SKIP
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"run folder {str(root)!r} does not exist or is not a folder.")
+    root = root.resolve()
+    ex = Path(exclude).resolve() if exclude is not None else None
+    out = RunContents(root)
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if not p.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if ex is not None and (p == ex or ex in p.parents):
+            continue
+        name = p.name.lower()
+        if name.endswith(".csv"):
+            header = _csv_header(p)
+            if all(c in header for c in COLUMNS):
+                out.predictions.append(p)
+            elif name == "ranking.csv" and "auc" in header and ("model" in header or "channels" in header):
+                out.rankings.append(p)
+            elif "lesion_id" in header and any(c.startswith("re_top_") for c in header):
+                out.features.append(p)
+        elif name.endswith(".md"):
+            for title, pattern in KNOWN_TABLES:
+                if p.match(pattern):
+                    out.tables.append((title, p))
+                    break
+        elif name.endswith(".png") and any("cam" in part.lower() for part in rel.parts):
+            out.cams.append(p)
+        elif name == "run.json":
+            out.run_jsons.append(p)
+    return out
+
+
+# ----------------------------------------------------------------------------- Markdown -> HTML
+
+
+def _inline(text: str) -> str:
+    t = html.escape(text, quote=False)
+    t = re.sub(r"!\[([^\]]*)\]\(([^)\s]+)\)", lambda m: f'<img alt="{m.group(1)}" src="{m.group(2)}">', t)
+    t = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", lambda m: f'<a href="{m.group(2)}">{m.group(1)}</a>', t)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    t = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
+    return t
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def markdown_to_html(md: str) -> str:
+    """Convert the Markdown subset of this report to an HTML fragment.
+
+    Supported: ATX headings (``#``..``####``), paragraphs, ``-`` bullet lists, fenced code
+    blocks, GitHub pipe tables, images ``![alt](src)``, links, inline code and ``**bold**``.
+    Written by hand so the report needs no extra dependency; python-markdown is used instead
+    when it is installed.
+
+    Example:
+        >>> markdown_to_html("# Title\\n\\n| a |\\n|---|\\n| 1 |\\n")
+        '<h1>Title</h1>\\n<table>\\n<thead><tr><th>a</th></tr></thead>\\n<tbody>\\n<tr><td>1</td></tr>\\n</tbody></table>'
+    """
+    lines = md.splitlines()
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        s = line.strip()
+        if not s:
+            i += 1
+            continue
+        if s.startswith("```"):
+            j = i + 1
+            body = []
+            while j < len(lines) and not lines[j].strip().startswith("```"):
+                body.append(lines[j])
+                j += 1
+            out.append("<pre><code>" + html.escape("\n".join(body), quote=False) + "</code></pre>")
+            i = j + 1
+            continue
+        m = re.match(r"^(#{1,4})\s+(.*)$", s)
+        if m:
+            n = len(m.group(1))
+            out.append(f"<h{n}>{_inline(m.group(2))}</h{n}>")
+            i += 1
+            continue
+        if s.startswith("|") and i + 1 < len(lines) and re.match(r"^\|?\s*:?-{1,}", lines[i + 1].strip()):
+            head = _cells(s)
+            rows = []
+            j = i + 2
+            while j < len(lines) and lines[j].strip().startswith("|"):
+                rows.append(_cells(lines[j]))
+                j += 1
+            t = ["<table>", "<thead><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr></thead>", "<tbody>"]
+            t += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows]
+            out.append("\n".join(t) + "\n</tbody></table>")
+            i = j
+            continue
+        if s.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].strip().startswith("- "):
+                items.append(f"<li>{_inline(lines[i].strip()[2:])}</li>")
+                i += 1
+            out.append("<ul>\n" + "\n".join(items) + "\n</ul>")
+            continue
+        para = []
+        while i < len(lines) and lines[i].strip() and not re.match(r"^(#{1,4}\s|```|\||- )", lines[i].strip()):
+            para.append(lines[i].strip())
+            i += 1
+        out.append("<p>" + _inline(" ".join(para)) + "</p>")
+    return "\n".join(out)
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:0.85em}th,td{border:1px solid #bbb;padding:3px 7px;text-align:left}"
+    "th{background:#eee}img{max-width:100%;margin:0.5em 0}pre{background:#f6f6f6;padding:0.7em;overflow-x:auto;font-size:0.8em}"
+    "code{background:#f2f2f2}"
+)
+
+
+def _to_html(md: str, title: str) -> str:
+    try:
+        import markdown  # optional; not a dependency
+
+        body = markdown.markdown(md, extensions=["tables", "fenced_code"])
+    except ImportError:
+        body = markdown_to_html(md)
+    return f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n</body></html>\n'
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _f(v: Any, nd: int = 3) -> str:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    return "–" if math.isnan(x) else f"{x:.{nd}f}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
+
+
+def _summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
+    lines = [
+        "| model | split | AUC [95 % CI] | sensitivity | specificity | accuracy | fold AUC mean ± SD | n (pos) | folds |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in summary:
+        lines.append(
+            f"| {r['model']} | {r['split']} | {_f(r['auc'])} [{_f(r['auc_ci_low'])}, {_f(r['auc_ci_high'])}] | {_f(r['sensitivity'])} | "
+            f"{_f(r['specificity'])} | {_f(r['accuracy'])} | {_f(r['auc_fold_mean'])} ± {_f(r['auc_fold_sd'])} | {r['n']} ({r['n_pos']}) | {r['n_folds']} |"
+        )
+    return "\n".join(lines)
+
+
+def _sort_key(r: Mapping[str, Any]) -> tuple[float, str]:
+    a = float(r["auc"])
+    return (-a if not math.isnan(a) else math.inf, str(r["model"]))
+
+
+def _read_ranking(path: Path) -> list[dict[str, Any]]:
+    with open(path, newline="") as f:
+        return [dict(r) for r in csv.DictReader(f)]
+
+
+def _kinetic_curves(features: Path, rows_by_lesion: Mapping[str, int]) -> tuple[dict[str, list[list[float]]], list[float] | None, list[str], int]:
+    from dce_monai.sequences import post_index
+    from dce_monai.workflows.baseline_kinetics import read_feature_table
+
+    table = read_feature_table(features)
+    cols = sorted({c for r in table for c in r if c.startswith("re_top_") and not math.isnan(r[c])}, key=lambda c: post_index(c[7:]) or 0)
+    common = [c for c in cols if all(c in r and not math.isnan(r[c]) for r in table)]
+    curves: dict[int, list[list[float]]] = {0: [], 1: []}
+    unmatched = 0
+    for r in table:
+        y = rows_by_lesion.get(str(r["lesion_id"]))
+        if y is None:
+            unmatched += 1
+            continue
+        curves[y].append([float(r[c]) for c in common])
+    phases = [c[7:] for c in common]
+    times = None
+    tcols = [f"time_{p}_s" for p in phases]
+    if table and all(all(t in r and not math.isnan(r[t]) for t in tcols) for r in table):
+        import numpy as np
+
+        times = [float(np.median([r[t] for r in table])) for t in tcols]
+    return {str(k): v for k, v in curves.items()}, times, phases, unmatched
+
+
+def _delong_vs_baseline(best_rows: Mapping[str, tuple[str, str, list[dict[str, Any]]]]) -> str:
+    """Markdown table: best model of each experiment vs the best kinetic-baseline model, DeLong on shared lesions."""
+    from dce_monai.metrics.stats import delong_test
+
+    b_model, b_split, b_rows = best_rows["baseline_kinetics"]
+    base = {r["lesion_id"]: r for r in b_rows}
+    lines = [
+        f"Paired DeLong test against the kinetic baseline (`{b_model}`, {b_split}) on the lesions both predicted:",
+        "",
+        "| experiment | model | split | shared lesions | AUC | baseline AUC | z | p |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for exp, (model, split, rows) in best_rows.items():
+        if exp == "baseline_kinetics":
+            continue
+        shared = [r for r in rows if r["lesion_id"] in base]
+        y = [r["label"] for r in shared]
+        if len(set(y)) < 2 or any(base[r["lesion_id"]]["label"] != r["label"] for r in shared):
+            why = "labels differ from the baseline's" if len(set(y)) == 2 else "one class only"
+            lines.append(f"| {exp} | {model} | {split} | {len(shared)} | – | – | – | – ({why}) |")
+            continue
+        t = delong_test(y, [r["prob"] for r in shared], [base[r["lesion_id"]]["prob"] for r in shared])
+        lines.append(f"| {exp} | {model} | {split} | {len(shared)} | {_f(t['auc_a'])} | {_f(t['auc_b'])} | {_f(t['z'], 2)} | {t['p']:.3g} |")
+    return "\n".join(lines)
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot: int = 500, seed: int = 0, progress: bool = True) -> dict[str, Path]:
+    """Write ``report.md`` and ``report.html`` (with PNG figures) for everything found under ``run_dir``.
+
+    Args:
+        run_dir: folder holding one or more workflow outputs (searched recursively).
+        out_dir: report folder (default ``<run_dir>/report``; skipped when searching).
+        n_boot: bootstrap resamples for AUC CIs and ROC bands.
+        seed: bootstrap seed.
+        progress: print what was found.
+
+    Returns:
+        ``{"markdown": ..., "html": ...}`` paths.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` missing.
+        ValueError: nothing to report under ``run_dir`` (no predictions, table, features or CAM).
+
+    Example:
+        >>> write_report("runs/demo")["html"]  # doctest: +SKIP
+    """
+    from dce_monai.workflows.plots import (
+        plot_channel_ranking,
+        plot_fold_metrics,
+        plot_kinetic_curves,
+        plot_roc_curves,
+    )
+
+    root = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else root / "report"
+    found = discover(root, exclude=out)
+    if found.empty():
+        raise ValueError(
+            f"nothing to report under {str(root)!r}: no predictions CSV (columns {', '.join(COLUMNS)}), known table, "
+            f"kinetic feature table or CAM PNG; run a workflow with --out inside it first."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(exist_ok=True)
+
+    def rel(p: Path) -> str:
+        return p.relative_to(out).as_posix()
+
+    def src(p: Path) -> str:
+        return p.relative_to(found.run_dir).as_posix()
+
+    problems: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for p in found.predictions:
+        try:
+            rows += read_predictions(p)
+        except ValueError as e:
+            problems.append(f"`{src(p)}` skipped: {e}")
+    by_exp: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_exp.setdefault(r["experiment"], []).append(r)
+    md: list[str] = [f"# dce_monai report: `{root.name}`", ""]
+    md.append(f"Run folder: `{found.run_dir}`. Predictions files: {len(found.predictions)}; experiments: "
+              f"{', '.join(f'`{e}`' for e in by_exp) or 'none'}.")
+    md.append("")
+    missing = [e for e in KNOWN_EXPERIMENTS if e not in by_exp]
+    if missing:
+        md += ["**Missing experiments** (no predictions found):", ""]
+        md += [f"- `{e}`: run `{KNOWN_EXPERIMENTS[e]}`" for e in missing]
+        md.append("")
+    if problems:
+        md += ["**Problems:**", ""] + [f"- {p}" for p in problems] + [""]
+
+    overview_at = len(md)
+    overview: list[str] = []
+    best_per_exp: dict[str, Any] = {}
+    best_rows: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
+    baseline_auc = None
+    for exp, rs in by_exp.items():
+        summary = sorted(summarize(rs, by=("experiment", "model", "split"), n_boot=n_boot, seed=seed), key=_sort_key)
+        intro = f"{len(summary)} model/split group(s); pooled held-out lesions of all folds, AUC CI by patient-level bootstrap, thresholds at 0.5."
+        md += [f"## Experiment `{exp}`", "", intro, "", _summary_table(summary), ""]
+        for split in [s for s in ("test", "val", "train") if any(r["split"] == s for r in summary)]:
+            models = [r for r in summary if r["split"] == split and not math.isnan(float(r["auc"]))][:_MAX_ROC_MODELS]
+            if not models:
+                continue
+            groups = {}
+            for r in models:
+                sel = [x for x in rs if x["model"] == r["model"] and x["split"] == split]
+                groups[str(r["model"])] = ([x["label"] for x in sel], [x["prob"] for x in sel], [x["patient_id"] for x in sel])
+            png = plot_roc_curves(groups, fig_dir / f"roc_{_slug(exp)}_{split}.png", n_boot=n_boot, seed=seed,
+                                  title=f"{exp} ({split}): ROC per lesion" + (f", best {len(models)} of {len([r for r in summary if r['split'] == split])}" if len(summary) > len(models) else ""))
+            md += [f"![ROC {exp} {split}]({rel(png)})", ""]
+            if split in ("val", "test") and exp not in best_per_exp:
+                m0 = models[0]
+                overview.append(f"| {exp} | {m0['model']} | {split} | {_f(m0['auc'])} [{_f(m0['auc_ci_low'])}, {_f(m0['auc_ci_high'])}] | "
+                                f"{_f(m0['sensitivity'])} | {_f(m0['specificity'])} | {m0['n']} ({m0['n_pos']}) |")
+                best_per_exp[exp] = (f"{exp}: {m0['model']}", groups[str(m0["model"])])
+                best_rows[exp] = (str(models[0]["model"]), split, [x for x in rs if x["model"] == models[0]["model"] and x["split"] == split])
+            if exp == "baseline_kinetics" and baseline_auc is None:
+                baseline_auc = float(models[0]["auc"])
+        fold_models = [r for r in summary if r["n_folds"] > 1][:12]
+        if fold_models:
+            fv: dict[str, list[float]] = {}
+            from dce_monai.metrics.stats import binary_metrics
+
+            for r in fold_models:
+                sel = [x for x in rs if x["model"] == r["model"] and x["split"] == r["split"]]
+                folds: dict[int, list[dict[str, Any]]] = {}
+                for x in sel:
+                    folds.setdefault(x["fold"], []).append(x)
+                fv[f"{r['model']} ({r['split']})"] = [binary_metrics([x["label"] for x in f], [x["prob"] for x in f])["auc"] for f in folds.values()]
+            fv = {k: v for k, v in fv.items() if any(not math.isnan(a) for a in v)}
+            if fv:
+                png = plot_fold_metrics(fv, fig_dir / f"folds_{_slug(exp)}.png", title=f"{exp}: per-fold AUC")
+                md += [f"![per-fold AUC {exp}]({rel(png)})", ""]
+    if overview:
+        head = ["## Overview: best model of each experiment (held-out lesions)", "",
+                "| experiment | best model | split | AUC [95 % CI] | sensitivity | specificity | n (pos) |", "|---|---|---|---|---:|---:|---:|"]
+        md[overview_at:overview_at] = [*head, *overview, ""]
+    if len(best_per_exp) > 1:
+        png = plot_roc_curves(dict(best_per_exp.values()), fig_dir / "roc_best_per_experiment.png", n_boot=n_boot, seed=seed,
+                              title="Best model of each experiment (held-out lesions)")
+        md += ["## Best model of each experiment", "", f"![ROC best per experiment]({rel(png)})", ""]
+        if "baseline_kinetics" in best_rows:
+            md += [_delong_vs_baseline(best_rows), ""]
+
+    if found.rankings or "channel_search" in by_exp:
+        md += ["## Channel ranking", ""]
+        ranking = _read_ranking(found.rankings[0]) if found.rankings else sorted(
+            summarize([r for r in by_exp["channel_search"] if r["split"] != "train"], by=("model",), n_boot=n_boot, seed=seed), key=_sort_key)
+        try:
+            png = plot_channel_ranking(ranking, fig_dir / "channel_ranking.png", reference=baseline_auc,
+                                       title="Channel triplets: per-lesion AUC (best on top)" + (", dashed: kinetic baseline" if baseline_auc is not None else ""))
+            md += [f"Source: `{src(found.rankings[0])}`." if found.rankings else "From the channel_search predictions.", "", f"![channel ranking]({rel(png)})", ""]
+        except ValueError as e:
+            problems.append(f"channel ranking not drawn: {e}")
+            md += [f"Channel ranking not drawn: {e}", ""]
+
+    if found.tables:
+        md += ["## Tables written by the workflows", ""]
+        for title, p in found.tables:
+            md += [f"### {title}", "", f"Source: `{src(p)}`", "", p.read_text().strip(), ""]
+
+    md += ["## Mean kinetic curves per class", ""]
+    if found.features:
+        labels = {r["lesion_id"]: int(r["label"]) for r in by_exp.get("baseline_kinetics", [])}
+        if not labels:
+            labels = {r["lesion_id"]: int(r["label"]) for r in rows}
+        label_name = "malignant"
+        for rj in found.run_jsons:
+            if rj.parent == found.features[0].parent:
+                try:
+                    label_name = str(json.loads(rj.read_text()).get("label", label_name))
+                except json.JSONDecodeError:
+                    pass
+        names = {"1": "malignant", "0": "benign"} if label_name == "malignant" else {"1": f"{label_name} = 1", "0": f"{label_name} = 0"}
+        curves, times, phases, unmatched = _kinetic_curves(found.features[0], labels)
+        curves = {names[k]: v for k, v in sorted(curves.items(), key=lambda kv: -int(kv[0])) if v}
+        if curves and phases:
+            png = plot_kinetic_curves(curves, times, fig_dir / "kinetic_curves.png",
+                                      title=f"Hot-spot (top 10 % wash-in) enhancement, mean ± SD (label: {label_name})")
+            md += [f"Source: `{src(found.features[0])}`; phases {', '.join(phases)}"
+                   + (f"; {unmatched} lesion(s) without a label in the predictions left out" if unmatched else "") + ".", "",
+                   f"![kinetic curves]({rel(png)})", ""]
+        else:
+            md += [f"`{src(found.features[0])}` has no lesion with a label in the predictions; no curve drawn.", ""]
+    else:
+        md += ["Not available: no kinetic feature table found (run `dce-monai baseline-kinetics`).", ""]
+
+    md += ["## Class-activation-map overlays", ""]
+    if found.cams:
+        cam_dir = out / "cam"
+        cam_dir.mkdir(exist_ok=True)
+        for p in found.cams[:_MAX_CAMS]:
+            dst = cam_dir / _slug(src(p).replace("/", "__"))
+            shutil.copyfile(p, dst)
+            md += [f"`{src(p)}`", "", f"![CAM {src(p)}]({rel(dst)})", ""]
+        if len(found.cams) > _MAX_CAMS:
+            md += [f"{len(found.cams) - _MAX_CAMS} more CAM overlay(s) not shown (first {_MAX_CAMS} of {len(found.cams)}).", ""]
+    else:
+        md += ["None found (PNG files with `cam` in their name or folder).", ""]
+
+    md += ["## Commands and settings", ""]
+    if found.run_jsons:
+        for p in found.run_jsons:
+            try:
+                text = json.dumps(json.loads(p.read_text()), indent=1)
+            except json.JSONDecodeError as e:
+                text = f"(not valid JSON: {e})"
+            md += [f"`{src(p)}`:", "", "```json", text, "```", ""]
+    else:
+        md += ["No `run.json` found.", ""]
+    text = "\n".join(md).rstrip() + "\n"
+    md_path = out / "report.md"
+    md_path.write_text(text)
+    html_path = out / "report.html"
+    html_path.write_text(_to_html(text, f"dce_monai report: {root.name}"))
+    if progress:
+        print(f"[report] {len(found.predictions)} predictions file(s), experiments {list(by_exp)}; missing {missing}; "
+              f"{len(found.tables)} table(s), {len(found.cams)} CAM PNG(s), {len(found.run_jsons)} run.json")
+        print(f"[report] written {md_path} and {html_path}")
+    return {"markdown": md_path, "html": html_path}
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dce-monai report RUN_DIR [--out DIR] [--n-boot 500] [--seed 0]``."""
+    parser.add_argument("run_dir", help="folder holding workflow outputs (searched recursively)")
+    parser.add_argument("--out", default=None, help="report folder (default RUN_DIR/report)")
+    parser.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples for CIs and ROC bands (default 500)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """Run ``dce-monai report``; return 0."""
+    write_report(args.run_dir, args.out, n_boot=args.n_boot, seed=args.seed)
+    return 0

@@ -1,0 +1,366 @@
+"""Channel-triplet search: ranking, shards, idempotent re-runs, fast path vs reference path."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+
+from dce_monai.data.folds import patient_folds, write_folds
+from dce_monai.transforms import ImageNetNormalize
+from dce_monai.workflows.patch_cache import PatchCache, get_patch_cache
+from dce_monai.workflows.results import read_predictions
+from dce_monai.workflows.search_channels import (
+    SearchSettings,
+    add_cli_arguments,
+    augment_resize,
+    cell_name,
+    cli_main,
+    merge,
+    normalize_batch,
+    parse_shard,
+    parse_triplets,
+    reference_patches,
+    run_cells,
+    run_search,
+    triplet_name,
+)
+
+FAST = {"k": 2, "epochs": 1, "image_size": 32, "patch_size": 16, "batch_size": 16, "progress": False}
+TRIPS = [("T2", "T1pre", "sub"), ("T1pre", "T1post3", "sub"), ("T1post1", "T1post2", "T1post4")]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from dce_monai.data.phantom import generate_cohort
+
+    return generate_cohort(tmp_path_factory.mktemp("sc_cohort"), n_patients=8, seed=3, size="tiny", progress=False)
+
+
+def _small_cnn(st: SearchSettings) -> torch.nn.Module:
+    """A 3-input CNN a hundred times cheaper than ResNet34, seeded like the real model factory."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(st.seed)
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 2),
+        )
+
+
+@pytest.fixture(scope="module")
+def full_search(cohort, tmp_path_factory):
+    """All 35 triplets x 2 folds. The ranking, CI and merge logic is under test here, not the
+    network, so a small CNN stands in for ResNet34 (70 ResNet34 trainings would take minutes
+    on 2 cores); the tests below that compare paths use the real ResNet34."""
+    out = tmp_path_factory.mktemp("sc_full")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("dce_monai.workflows.search_channels._new_model", _small_cnn)
+        summary = run_search(cohort, out, group_size=5, **FAST)
+    return out, summary, merge(out, n_boot=200)
+
+
+@pytest.fixture(scope="module")
+def small_run(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sc_single")
+    run_search(cohort, out, triplets=TRIPS, group_size=1, **FAST)
+    return out
+
+
+def _preds(path):
+    return sorted((r["model"], r["fold"], r["lesion_id"], r["label"], r["prob"]) for r in read_predictions(path))
+
+
+# ----------------------------------------------------------------------------- the full search
+
+
+def test_all_35_triplets_ranked_with_cis(full_search):
+    out, summary, paths = full_search
+    assert summary["cells_total"] == summary["cells_run"] == 70
+    with open(paths["ranking_csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 35 and len({r["model"] for r in rows}) == 35
+    aucs = [float(r["auc"]) for r in rows]
+    assert aucs == sorted(aucs, reverse=True) and [int(r["rank"]) for r in rows] == list(range(1, 36))
+    for r in rows:
+        lo, auc, hi = float(r["auc_ci_low"]), float(r["auc"]), float(r["auc_ci_high"])
+        assert 0.0 <= lo <= hi <= 1.0 and lo - 1e-9 <= auc <= hi + 1e-9
+        for m in ("sensitivity", "specificity", "accuracy", "sensitivity_tuned", "specificity_tuned", "accuracy_tuned"):
+            assert 0.0 <= float(r[m]) <= 1.0
+        assert 0.0 <= float(r["delong_p_vs_best"]) <= 1.0
+    assert float(rows[0]["delong_p_vs_best"]) == 1.0
+    md = paths["ranking_md"].read_text()
+    assert md.count("\n| ") == 36 and "AUC (95 % CI)" in md
+    preds = read_predictions(paths["predictions"])
+    n_les = int(rows[0]["n_lesions"])
+    assert len(preds) == 35 * n_les and {p["experiment"] for p in preds} == {"channel_search"} and {p["split"] for p in preds} == {"val"}
+    assert any(f.name.startswith("events.out.tfevents") for f in paths["tensorboard"].rglob("*"))
+    cell = json.loads((out / "cells" / f"{cell_name(('T1pre', 'T1post3', 'sub'), 1)}.json").read_text())
+    assert cell["complete"] and cell["model"] == "T1pre+T1post3+sub" and cell["fold"] == 1 and len(cell["epoch_loss"]) == 1
+
+
+def test_metrics_recomputed_from_predictions(full_search):
+    """The ranking's AUC/sensitivity at 0.5 follow from the predictions file."""
+    from dce_monai.metrics.stats import binary_metrics
+
+    _, _, paths = full_search
+    with open(paths["ranking_csv"]) as fh:
+        rows = {r["model"]: r for r in csv.DictReader(fh)}
+    preds = read_predictions(paths["predictions"])
+    for model in ("T1pre+T1post3+sub", "T2+T1pre+T1post1"):
+        ps = [p for p in preds if p["model"] == model]
+        m = binary_metrics([p["label"] for p in ps], [p["prob"] for p in ps])
+        assert math.isclose(m["auc"], float(rows[model]["auc"]), abs_tol=1e-9)
+        assert math.isclose(m["sensitivity"], float(rows[model]["sensitivity"]), abs_tol=1e-9)
+
+
+# ----------------------------------------------------------------------------- shards, re-runs, determinism
+
+
+def test_shards_then_merge_equal_a_single_run(cohort, small_run, tmp_path):
+    for i in range(2):
+        s = run_search(cohort, tmp_path, triplets=TRIPS, shard=f"{i}/2", **FAST)
+        assert s["cells_in_shard"] == 3 and s["cells_run"] == 3
+    a = merge(tmp_path, n_boot=50)
+    b = merge(small_run, n_boot=50)
+    assert _preds(a["predictions"]) == _preds(b["predictions"])
+    assert a["ranking_csv"].read_text() == b["ranking_csv"].read_text()
+
+
+def test_rerun_skips_finished_and_redoes_truncated_cells(cohort, small_run):
+    cells = sorted((small_run / "cells").glob("*.json"))
+    assert len(cells) == 6
+    before = {c.name: (c.stat().st_mtime_ns, c.read_text()) for c in cells}
+    s = run_search(cohort, small_run, triplets=TRIPS, **FAST)
+    assert s["cells_run"] == 0 and s["cells_skipped"] == 6
+    assert {c.name: c.stat().st_mtime_ns for c in cells} == {k: v[0] for k, v in before.items()}
+    victim = cells[2]
+    victim.write_text(before[victim.name][1][:200])  # a half-written cell
+    s = run_search(cohort, small_run, triplets=TRIPS, **FAST)
+    assert s["cells_run"] == 1
+    redone = json.loads(victim.read_text())
+    assert redone == {**json.loads(before[victim.name][1]), "seconds": redone["seconds"]}
+    assert {c.name: c.stat().st_mtime_ns for c in cells if c != victim} == {k: v[0] for k, v in before.items() if k != victim.name}
+
+
+def _cells(folder):
+    return {c.name: json.loads(c.read_text()) for c in (folder / "cells").glob("*.json")}
+
+
+def _same_cells(got, ref):
+    assert got.keys() <= ref.keys() and got
+    for name, c in got.items():
+        assert c["lesions"] == ref[name]["lesions"] and c["epoch_loss"] == ref[name]["epoch_loss"], name
+
+
+def test_lock_step_group_gives_the_same_cells(cohort, small_run, tmp_path):
+    run_search(cohort, tmp_path, triplets=TRIPS, group_size=3, **FAST)
+    _same_cells(_cells(tmp_path), _cells(small_run))
+
+
+def test_workers_give_the_same_cells_as_serial_at_equal_threads(cohort, tmp_path):
+    """Worker processes use cpu_count // workers threads; a serial run with as many threads matches exactly."""
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        run_search(cohort, tmp_path / "serial", triplets=TRIPS[:2], **FAST)
+    finally:
+        torch.set_num_threads(old)
+    run_search(cohort, tmp_path / "w", triplets=TRIPS[:2], workers=2, **FAST)
+    _same_cells(_cells(tmp_path / "w"), _cells(tmp_path / "serial"))
+
+
+def test_fast_path_equals_reference_path(cohort, tmp_path):
+    """Cached seven-channel patches indexed on the device train exactly like a per-triplet MONAI pipeline."""
+    cache = get_patch_cache(cohort, tmp_path, size=(16, 16), dtype="float32", progress=False)
+    st = SearchSettings(epochs=1, image_size=32, batch_size=16)
+    folds = patient_folds(cache.lesion_table(), k=2, seed=0)
+    trip = ("T1pre", "T1post3", "sub")
+    fast = run_cells(cache, [trip], 1, folds, st)[0]
+    imgs, lids, pids, ys = reference_patches(cohort, trip, 16)
+    ref_cache = PatchCache(images=imgs, channel_names=list(trip), labels=ys, lesion_ids=lids, patient_ids=pids, slice_index=torch.zeros(len(lids)))
+    ref = run_cells(ref_cache, [trip], 1, folds, st)[0]
+    assert fast["lesions"] == ref["lesions"] and fast["epoch_loss"] == ref["epoch_loss"]
+    assert fast["train_threshold"] == ref["train_threshold"]
+
+
+# ----------------------------------------------------------------------------- batched device ops
+
+
+@pytest.mark.parametrize("kind", ["torch", "meta"])
+def test_normalize_batch_equals_imagenet_normalize(kind):
+    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 3 - 0.5
+    if kind == "meta":
+        x = MetaTensor(x)
+    got = normalize_batch(x, (0.0, 2.0))
+    ref = torch.stack([torch.as_tensor(ImageNetNormalize(a_min=0.0, a_max=2.0)(xi)) for xi in x])
+    torch.testing.assert_close(torch.as_tensor(got), ref.as_tensor() if isinstance(ref, MetaTensor) else ref, atol=1e-6, rtol=1e-6)
+
+
+def test_augment_resize_identity_flip_and_rotation():
+    x = torch.rand(2, 3, 10, 10, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(augment_resize(x, 24), F.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False))
+    torch.testing.assert_close(augment_resize(x, 10), x)
+    fl = torch.tensor([[True, False], [False, True]])
+    out = augment_resize(x, 10, flips=fl)
+    torch.testing.assert_close(out[0], torch.flip(x[0], dims=[-1]))
+    torch.testing.assert_close(out[1], torch.flip(x[1], dims=[-2]))
+    half = augment_resize(x, 10, angles_rad=torch.tensor([math.pi, math.pi]))
+    torch.testing.assert_close(half, torch.flip(x, dims=[-2, -1]), atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_shards_and_merge(cohort, tmp_path, capsys):
+    p = argparse.ArgumentParser()
+    add_cli_arguments(p)
+    base = [str(cohort), "--out", str(tmp_path), "--k", "2", "--epochs", "1", "--image-size", "32", "--patch-size", "16",
+            "--triplets", "T1pre,T1post3,sub;T2,T1pre,sub", "--no-progress", "--n-boot", "50"]
+    assert cli_main(p.parse_args(base + ["--shard", "0/2"])) == 0
+    assert not (tmp_path / "ranking.md").exists()
+    assert cli_main(p.parse_args(base + ["--shard", "1/2"])) == 0
+    assert cli_main(p.parse_args(base + ["--merge"])) == 0
+    out = capsys.readouterr().out
+    assert "T1pre, T1post3, sub" in out and (tmp_path / "ranking.csv").is_file()
+    assert cli_main(p.parse_args(base)) == 0  # no shard: runs nothing new and merges
+    assert "0 cell(s) run, 4 already finished" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_parse_triplets_and_shard():
+    assert parse_triplets(None) == parse_triplets("all") and len(parse_triplets(None)) == 35
+    assert parse_triplets("T1pre,T1post3,sub; T2,T1pre,sub") == [("T1pre", "T1post3", "sub"), ("T2", "T1pre", "sub")]
+    assert triplet_name(("T1pre", "T1post3", "sub")) == "T1pre+T1post3+sub"
+    assert parse_shard("1/4") == (1, 4) and parse_shard(None) is None and parse_shard((0, 2)) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("T1pre,T1post3", "exactly 3 channel names"),
+        ("T1pre,T1pre,sub", "must be unique"),
+        ("T1pre,T1post3,T1post9", r"channel\(s\) \['T1post9'\] not available"),
+        ("T1pre,T1post3,sub;T1pre,T1post3,sub", "is given twice"),
+        (";", "no triplet in"),
+        ("T1pre,foo,sub", "unknown sequence name 'foo'"),
+    ],
+)
+def test_parse_triplets_errors(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_triplets(text)
+
+
+@pytest.mark.parametrize("text, match", [("1-4", "shard must be 'i/n'"), ("4/4", "0 <= i < n"), ("-1/2", "0 <= i < n")])
+def test_parse_shard_errors(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_shard(text)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
+        ({"image_size": 8}, "image_size must be >= 16"),
+        ({"lr": 0.0}, "need lr > 0"),
+        ({"rotate_deg": 200.0}, r"rotate_deg must be in \[0, 180\]"),
+        ({"intensity_range": (1.0, 1.0)}, "intensity_range must be"),
+    ],
+)
+def test_settings_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        SearchSettings(**kwargs)
+
+
+def test_settings_missing_weights(tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretrained_weights not found"):
+        SearchSettings(pretrained_weights=str(tmp_path / "none.pth"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"workers": 0}, "workers must be an integer >= 1"),
+        ({"group_size": 0}, "group_size must be an integer >= 1"),
+        ({"device": "tpu"}, "tpu"),
+        ({"device": "cuda", "workers": 2}, "on CUDA use workers=1"),
+        ({"shard": "2/2"}, "0 <= i < n"),
+        ({"triplets": [("T1pre", "sub")]}, "exactly 3 channel names"),
+    ],
+)
+def test_run_search_argument_errors(cohort, tmp_path, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_search(cohort, tmp_path, **{**FAST, **kwargs})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_requested_without_cuda(cohort, tmp_path):
+    with pytest.raises(ValueError, match="torch sees no CUDA device"):
+        run_search(cohort, tmp_path, device="cuda", **FAST)
+
+
+def test_out_dir_of_another_run_is_refused(cohort, small_run, tmp_path):
+    with pytest.raises(ValueError, match="belongs to a run with other data or settings"):
+        run_search(cohort, small_run, triplets=TRIPS, **{**FAST, "epochs": 2})
+    with pytest.raises(ValueError, match="lists other triplets"):
+        run_search(cohort, small_run, triplets=TRIPS[:2], **FAST)
+    write_folds([["PH0000"], ["PH0001"]], tmp_path / "folds.json")
+    with pytest.raises(ValueError, match="holds other folds"):
+        run_search(cohort, tmp_path, triplets=TRIPS, **FAST)
+
+
+def test_merge_errors(cohort, small_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="run.json not found"):
+        merge(tmp_path)
+    run_search(cohort, tmp_path, triplets=TRIPS, shard="0/3", **FAST)
+    with pytest.raises(ValueError, match="4 of 6 cells are missing or half-written"):
+        merge(tmp_path)
+    cell = next((tmp_path / "cells").glob("*.json"))
+    d = json.loads(cell.read_text())
+    cell.write_text(json.dumps({**d, "fingerprint": "0000"}))
+    with pytest.raises(ValueError, match="computed with other data or settings"):
+        merge(tmp_path)
+
+
+def test_run_cells_fold_errors(cohort, tmp_path):
+    cache = get_patch_cache(cohort, tmp_path, size=(16, 16), progress=False)
+    st = SearchSettings(epochs=1, image_size=32)
+    pids = sorted(set(cache.patient_ids))
+    with pytest.raises(ValueError, match="fold 0: .* every fold needs both"):
+        run_cells(cache, [TRIPS[0]], 0, [pids, []], st)
+    benign = sorted({p for p, y in zip(cache.patient_ids, cache.labels.tolist()) if y == 0} - {p for p, y in zip(cache.patient_ids, cache.labels.tolist()) if y == 1})
+    rest = [p for p in pids if p not in benign]
+    with pytest.raises(ValueError, match="training patients hold one class only"):
+        run_cells(cache, [TRIPS[0]], 0, [rest, benign], st)
+
+
+def test_missing_sequence_names_the_patient(cohort, tmp_path):
+    """A cohort with three post phases: asking for T1post4 names the patient."""
+    data = json.loads(cohort.read_text())
+    del data["patients"][0]["exam"]["sequences"]["T1post3"]
+    del data["patients"][0]["exam"]["acquisition_times_s"]["T1post3"]
+    data["patients"][0]["exam"]["sequences"]["T1post3"] = data["patients"][0]["exam"]["sequences"].pop("T1post4")
+    data["patients"][0]["exam"]["acquisition_times_s"]["T1post3"] = data["patients"][0]["exam"]["acquisition_times_s"].pop("T1post4")
+    new = cohort.parent / "manifest_3post.json"
+    new.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"patient 'PH0000'.*T1post4"):
+        run_search(new, tmp_path, triplets=TRIPS, **FAST)
+
+
+def test_diverged_training_is_reported(cohort, tmp_path):
+    cache = get_patch_cache(cohort, tmp_path, size=(16, 16), progress=False)
+    bad = PatchCache(images=torch.full_like(cache.images, float("nan")), channel_names=cache.channel_names, labels=cache.labels,
+                     lesion_ids=cache.lesion_ids, patient_ids=cache.patient_ids, slice_index=cache.slice_index)
+    folds = patient_folds(cache.lesion_table(), k=2, seed=0)
+    with pytest.raises(ValueError, match=r"cell T2\+T1pre\+sub__fold0: the trained network gives NaN/Inf"):
+        run_cells(bad, [TRIPS[0]], 0, folds, SearchSettings(epochs=1, image_size=32))
