@@ -60,7 +60,14 @@ def main() -> None:
     from dce_monai.data.phantom import generate_cohort
     from dce_monai.metrics import aggregate_by_lesion
     from dce_monai.networks import ResNet34Transfer
-    from dce_monai.transforms import ImageNetNormalized, LesionPatchesd, N4BiasFieldCorrectiond, ScaleIntensityDCEd, SelectSequencesd, Subtractd
+    from dce_monai.transforms import (
+        ImageNetNormalized,
+        LesionPatchesd,
+        N4BiasFieldCorrectiond,
+        ScaleIntensityDCEd,
+        SelectSequencesd,
+        Subtractd,
+    )
 
     dev = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,9 +27,23 @@ PHASES = ["T1pre", "T1post1", "T1post2", "T1post3", "T1post4"]
 
 def _transforms(size: int):
     import numpy as np
-    from monai.transforms import Compose, EnsureChannelFirstd, EnsureTyped, LoadImaged, RandFlipd, RandRotated, Resized
+    from monai.transforms import (
+        Compose,
+        EnsureChannelFirstd,
+        EnsureTyped,
+        LoadImaged,
+        RandFlipd,
+        RandRotated,
+        Resized,
+    )
 
-    from dce_monai.transforms import ImageNetNormalized, LesionPatchesd, ScaleIntensityDCEd, SelectSequencesd, Subtractd
+    from dce_monai.transforms import (
+        ImageNetNormalized,
+        LesionPatchesd,
+        ScaleIntensityDCEd,
+        SelectSequencesd,
+        Subtractd,
+    )
 
     keys = PHASES + ["label_map"]
     det = [
@@ -53,7 +67,14 @@ def _transforms(size: int):
 def run_variant(variant: str, manifest: str, epochs: int, size: int, batch: int, cache_dir: str) -> dict:
     """Time ``epochs`` epochs of one dataset variant (called in a fresh process)."""
     import torch
-    from monai.data import CacheDataset, DataLoader, Dataset, PersistentDataset, ThreadDataLoader, list_data_collate
+    from monai.data import (
+        CacheDataset,
+        DataLoader,
+        Dataset,
+        PersistentDataset,
+        ThreadDataLoader,
+        list_data_collate,
+    )
     from monai.transforms import Compose
     from monai.utils import set_determinism
 

@@ -16,9 +16,11 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "phantom": ("dce_monai.data.phantom", "generate a synthetic breast DCE-MRI cohort (NIfTI + manifest)"),
     "validate": ("dce_monai.data.validate", "check a manifest and the files it names; list every problem"),
+    "ingest": ("dce_monai.data.dicom", "convert a DICOM folder (DCE phases, T2) into de-identified NIfTI per sequence + manifest"),
     "import": ("dce_monai.data.importers", "convert a real dataset layout (MAMA-MIA, mapping CSV, BreastDCEDL) into a manifest"),
     "folds": ("dce_monai.data.folds", "write patient-wise stratified k-fold splits for a manifest"),
     "search-channels": ("dce_monai.workflows.search_channels", "seed 1's channel-triplet search: all triplets x k patient-wise folds, resumable, shardable, ranked table"),
+    "compare-masking": ("dce_monai.workflows.compare_masking", "seed 2's experiment: no_mask / mask_only / mask_guided x k patient-wise folds through the maskguided_vgg3d bundle, resumable, ACC/AUC + attention-in-mask table"),
     "baseline-kinetics": ("dce_monai.workflows.baseline_kinetics", "kinetic-feature baseline (logistic regression, gradient boosting) on the deep models' patient-wise folds"),
     "report": ("dce_monai.workflows.report", "Markdown + HTML report of every experiment found in a run folder"),
     "demo": ("dce_monai.workflows.demo", "run the demo: phantom cohort, validation and the available experiments"),

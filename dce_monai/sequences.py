@@ -6,8 +6,9 @@ otherwise, and the names chosen travel in a MetaTensor's meta under
 :data:`CHANNEL_NAMES_KEY`.
 
 Reference:
-    Hu Q, Whitney HM, Giger ML. "Transfer learning in 4D for breast cancer diagnosis using
-    dynamic contrast-enhanced magnetic resonance imaging" (seed 1): the seven channels
+    Haarburger C, Langenberg P, Truhn D, et al. "Transfer learning for breast cancer malignancy
+    classification based on dynamic contrast-enhanced MR images", Bildverarbeitung fuer die
+    Medizin 2018 (seed 1): the seven channels
     T2, T1pre, T1post1..4 and sub = T1post1 - T1pre, and the 35 = C(7, 3) triplets.
 """
 

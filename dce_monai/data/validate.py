@@ -96,10 +96,38 @@ def read_nifti(path: str | Path, header_only: bool = False) -> tuple[np.ndarray 
         affine = np.asarray(img.affine, dtype=np.float64)
         if header_only:
             return None, affine
+        _check_claimed_size(img, p)
         data = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, nib.filebasedimages.ImageFileError) as e:
+    except (
+        OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, OverflowError, MemoryError,
+        nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError,
+    ) as e:
         raise ValueError(f"cannot read NIfTI file {p}: {type(e).__name__}: {e}") from None
     return data, affine
+
+
+# deflate cannot compress better than about 1032:1, so a gzip file claiming more than this
+# many times its own size of voxels is corrupt whatever the voxels are
+_MAX_GZIP_RATIO = 1100
+
+
+def _check_claimed_size(img: Any, p: Path) -> None:
+    """Refuse a header that claims more voxel bytes than the file can hold.
+
+    Checked before the voxels are read, so a corrupt ``dim[]`` gives an error naming the
+    file instead of numpy trying to allocate terabytes.
+    """
+    hdr = img.header
+    shape = tuple(int(n) for n in hdr.get_data_shape())
+    n_bytes = int(np.prod(shape, dtype=object)) * np.dtype(hdr.get_data_dtype()).itemsize
+    offset = int(hdr.get_data_offset()) if hasattr(hdr, "get_data_offset") else 0
+    size = p.stat().st_size
+    limit = size * _MAX_GZIP_RATIO if p.name.endswith(".gz") else size
+    if offset + n_bytes > limit:
+        raise ValueError(
+            f"header claims {shape} voxels ({n_bytes} bytes) but the file holds {size} bytes"
+            + (" (compressed)" if p.name.endswith(".gz") else "")
+        )
 
 
 def _affine_problem(aff: np.ndarray) -> str | None:

@@ -2,7 +2,12 @@
 
 from .attention import AttentionInMask
 from .cam_images import CamImageHandler, cam_overlay, save_cam_overlay_png
-from .checkpoint import AtomicCheckpointSaver, ResumeFromLatest, latest_checkpoint, load_state_file
+from .checkpoint import (
+    AtomicCheckpointSaver,
+    ResumeFromLatest,
+    latest_checkpoint,
+    load_state_file,
+)
 from .lesion_auc import LesionAUC
 
 __all__ = [

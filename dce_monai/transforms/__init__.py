@@ -16,6 +16,7 @@ from .augmentation import (
 )
 from .bias_field import N4BiasFieldCorrection, N4BiasFieldCorrectiond
 from .channels import SelectSequences, SelectSequencesd
+from .crop import BoundingBoxCrop, BoundingBoxCropd, LesionMaskd, mask_bounding_box
 from .fcm import (
     FCMResult,
     FuzzyCMeansMask,
@@ -48,6 +49,8 @@ __all__ = [
     "Augment34",
     "Augment34d",
     "AxialRotation",
+    "BoundingBoxCrop",
+    "BoundingBoxCropd",
     "CornerShift",
     "CubeSymmetry",
     "EnhancementMaps",
@@ -59,6 +62,7 @@ __all__ = [
     "FuzzyCMeansMaskd",
     "ImageNetNormalize",
     "ImageNetNormalized",
+    "LesionMaskd",
     "LesionPatchesd",
     "N4BiasFieldCorrection",
     "N4BiasFieldCorrectiond",
@@ -73,6 +77,7 @@ __all__ = [
     "fuzzy_cmeans",
     "fuzzy_cmeans_histogram",
     "lesion_centre",
+    "mask_bounding_box",
     "relative_enhancement",
     "variant_names",
 ]

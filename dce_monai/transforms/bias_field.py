@@ -224,13 +224,13 @@ class N4BiasFieldCorrection(Transform):
             raise ValueError(f"spacing must be three positive numbers (mm), got {spacing!r}.")
         if reference_channel is not None and (isinstance(reference_channel, bool) or not isinstance(reference_channel, int) or reference_channel < 0):
             raise ValueError(f"reference_channel must be a channel index >= 0 or None, got {reference_channel!r}.")
-        self.kw: dict[str, Any] = dict(
-            shrink=shrink,
-            iterations=tuple(int(i) for i in iterations),
-            spline_distance_mm=float(spline_distance_mm),
-            convergence=float(convergence),
-            control_points=None if control_points is None else tuple(int(c) for c in control_points),
-        )
+        self.kw: dict[str, Any] = {
+            "shrink": shrink,
+            "iterations": tuple(int(i) for i in iterations),
+            "spline_distance_mm": float(spline_distance_mm),
+            "convergence": float(convergence),
+            "control_points": None if control_points is None else tuple(int(c) for c in control_points),
+        }
         self.reference_channel, self.spacing, self.return_log_bias = reference_channel, spacing, return_log_bias
 
     def __call__(self, img: Any, mask: Any | None = None, case: str = "input") -> Any:

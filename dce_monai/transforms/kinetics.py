@@ -7,7 +7,7 @@ in public DCE code). Outputs are MetaTensors carrying the input's affine and met
 re-exported here for backward compatibility.
 
 References:
-    Seed 1 (Hu, Whitney & Giger): ``sub = T1post1 - T1pre``.
+    Seed 1 (Haarburger et al. 2018): ``sub = T1post1 - T1pre``.
     Seed 2 (Liu et al. 2021): tumour candidates where (T1 - T0)/T0 >= 70 %.
     ACR BI-RADS MRI lexicon: initial phase slow < 50 %, medium 50-100 %, fast > 100 %;
     delayed phase persistent > +10 %, plateau within +-10 %, washout < -10 %.

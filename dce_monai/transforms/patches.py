@@ -1,6 +1,6 @@
 """Seed 1's 2D axial lesion patches.
 
-Seed 1 (Hu, Whitney & Giger) cuts, on every axial slice that contains a lesion, a 50x50
+Seed 1 (Haarburger et al. 2018) cuts, on every axial slice that contains a lesion, a 50x50
 region centred at the lesion's centre, and drops patches that contain part of another
 lesion. :class:`LesionPatchesd` does exactly that and counts what it drops.
 

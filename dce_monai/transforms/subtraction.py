@@ -5,7 +5,7 @@ Scanner data are often stored as uint16. ``post - pre`` computed in uint16 wraps
 dark background into the brightest structure of the subtraction image. Both operands are
 therefore converted to float32 BEFORE subtracting (:func:`~dce_monai.transforms.utils.to_float_tensor`).
 
-Reference: seed 1 (Hu, Whitney & Giger), channel ``sub = T1post1 - T1pre``; seed 2 (Liu et
+Reference: seed 1 (Haarburger et al. 2018), channel ``sub = T1post1 - T1pre``; seed 2 (Liu et
 al. 2021) subtracts the first post-contrast phase from the pre-contrast phase before
 thresholding.
 """

@@ -54,6 +54,8 @@ def check_spatial_dims(img: Any, ndim: int, name: str = "img", case: str = "inpu
             f"{case}: {name!r} must be channel-first with {ndim} spatial dims (C, {axes}), "
             f"got shape {tuple(img.shape)}."
         )
+    if any(int(n) == 0 for n in img.shape):
+        raise ValueError(f"{case}: {name!r} is empty: shape {tuple(img.shape)} has a zero-size axis.")
 
 
 def _affine(img: Any) -> np.ndarray | None:
@@ -90,8 +92,29 @@ def check_same_grid(
             )
 
 
+def check_real_dtype(img: Any, name: str = "img", case: str = "input") -> None:
+    """Refuse complex or non-numeric (object, string) image data.
+
+    A cast to float would silently drop an imaginary part, and torch fails on object arrays
+    with a message that names neither the case nor the key.
+
+    Raises:
+        TypeError: e.g. ``"patient 'P1': 'T1pre': image data must be real-valued, got complex dtype complex64"``.
+    """
+    if isinstance(img, torch.Tensor):
+        if torch.is_complex(img):
+            raise TypeError(f"{case}: {name!r}: image data must be real-valued, got complex dtype {img.dtype}; take .real or .abs() first.")
+        return
+    dtype = img.dtype if isinstance(img, np.ndarray) else np.asarray(img).dtype
+    if np.issubdtype(dtype, np.complexfloating):
+        raise TypeError(f"{case}: {name!r}: image data must be real-valued, got complex dtype {dtype}; take .real or .abs() first.")
+    if not (np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.bool_)):
+        raise TypeError(f"{case}: {name!r}: image data must be numeric, got dtype {dtype}.")
+
+
 def check_finite(img: Any, name: str = "img", case: str = "input") -> None:
-    """Refuse NaN or Inf voxels, reporting how many there are."""
+    """Refuse non-numeric data and NaN or Inf voxels, reporting how many there are."""
+    check_real_dtype(img, name, case)
     t = torch.as_tensor(img) if not isinstance(img, np.ndarray) else torch.from_numpy(img)
     if t.is_floating_point():
         bad = int((~torch.isfinite(t)).sum())
@@ -120,7 +143,12 @@ def to_float_tensor(img: Any) -> torch.Tensor:
 
     Integer scanner data (uint16) is converted *before* any arithmetic, which is what keeps
     subtraction and enhancement ratios free of unsigned overflow.
+
+    Raises:
+        TypeError: complex or non-numeric (object, string) data, which a cast to float would
+            silently mangle (dropping the imaginary part) or fail on deep inside numpy.
     """
+    check_real_dtype(img)
     if isinstance(img, np.ndarray):
         if img.dtype == np.uint16 or img.dtype == np.uint32:
             img = img.astype(np.float32)

@@ -20,7 +20,7 @@ The cache file is named by a SHA-256 key over the manifest's patient entries, th
 modification time of every image it names and the settings, so it is reused as long as
 nothing changes and rebuilt (under a new name) as soon as anything does.
 
-Reference: Hu Q, Whitney HM, Giger ML, seed 1 (2D axial 50x50 patches, seven channels).
+Reference: Haarburger et al., BVM 2018, seed 1 (2D axial 50x50 patches, seven channels).
 """
 
 from __future__ import annotations

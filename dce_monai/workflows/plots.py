@@ -346,7 +346,7 @@ def plot_fold_metrics(
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(3.5, 1.1 * len(vals) + 1.5), 3.8))
     rng = np.random.default_rng(0)  # horizontal jitter of the dots only
-    for i, (name, a) in enumerate(vals.items()):
+    for i, a in enumerate(vals.values()):
         ax.scatter(i + rng.uniform(-0.12, 0.12, a.size), a, s=18, color="tab:blue", alpha=0.7, zorder=3)
         sd = a.std(ddof=1) if a.size > 1 else 0.0
         ax.errorbar(i + 0.25, a.mean(), yerr=sd, fmt="D", color="black", capsize=4, ms=5, zorder=4)

@@ -29,7 +29,7 @@ Outputs under ``out_dir``: ``cells/<triplet>__fold<k>.json`` (one per finished c
 atomically), ``folds.json``, ``run.json``; :func:`merge` adds ``predictions.csv``,
 ``ranking.csv``, ``ranking.md`` and TensorBoard HParams under ``tensorboard/``.
 
-Reference: Hu Q, Whitney HM, Giger ML, seed 1: SGD momentum 0.9, lr 1e-3 x 0.05 every 7
+Reference: Haarburger et al., BVM 2018, seed 1: SGD momentum 0.9, lr 1e-3 x 0.05 every 7
 epochs, cross-entropy, random rotation + flip, 50x50 patches resized to 224, per-lesion
 score = max over slices, 10-fold patient-wise CV over all 35 triplets (best: T1pre, T1post3,
 sub, AUC 0.839).

@@ -10,9 +10,13 @@ import numpy as np
 import pytest
 
 from dce_monai.cli import main
-from dce_monai.data.manifest import save_manifest
-from dce_monai.data.manifest import ManifestError, load_manifest
-from dce_monai.data.validate import _affine_problem, read_nifti, require_valid, validate_cohort
+from dce_monai.data.manifest import ManifestError, load_manifest, save_manifest
+from dce_monai.data.validate import (
+    _affine_problem,
+    read_nifti,
+    require_valid,
+    validate_cohort,
+)
 
 SHAPE = (6, 5, 4)
 AFFINE = np.diag([0.7, 0.7, 2.0, 1.0])

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,9 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
-from dce_monai.handlers.checkpoint import AtomicCheckpointSaver, ResumeFromLatest, latest_checkpoint, load_state_file
+from dce_monai.handlers.checkpoint import (
+    AtomicCheckpointSaver,
+    ResumeFromLatest,
+    latest_checkpoint,
+    load_state_file,
+)
 
 _TRAIN = textwrap.dedent(
     """

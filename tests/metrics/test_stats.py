@@ -8,7 +8,13 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from dce_monai.metrics.stats import binary_metrics, bootstrap_ci, delong_test, roc_auc, youden_threshold
+from dce_monai.metrics.stats import (
+    binary_metrics,
+    bootstrap_ci,
+    delong_test,
+    roc_auc,
+    youden_threshold,
+)
 
 
 def _data(n: int = 60, seed: int = 0, ties: bool = False):
@@ -76,7 +82,7 @@ def test_binary_metrics_counts():
 def test_youden_is_optimal():
     y, a, _ = _data(n=50, seed=3)
     t = youden_threshold(y, a)
-    j = lambda th: binary_metrics(y, a, th)["sensitivity"] + binary_metrics(y, a, th)["specificity"]  # noqa: E731
+    j = lambda th: binary_metrics(y, a, th)["sensitivity"] + binary_metrics(y, a, th)["specificity"]
     assert all(j(t) >= j(c) - 1e-12 for c in np.unique(a))
 
 

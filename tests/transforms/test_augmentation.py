@@ -89,7 +89,7 @@ def test_axial_rotation_shape_slices_and_nearest_masks():
 def test_34_variants_distinct_and_named():
     x = _cube(n=12)
     outs = expand_34({"image": x}, ["image"])
-    assert len(outs) == N_VARIANTS == len(set(_key(o["image"]) for o in outs)) == len(variant_names())
+    assert len(outs) == N_VARIANTS == len({_key(o["image"]) for o in outs}) == len(variant_names())
     assert variant_names()[24] == "shift_+10+10+10" and variant_names()[33] == "rot_-10"
     assert [o["augmentation_variant"] for o in outs] == list(range(34))
 

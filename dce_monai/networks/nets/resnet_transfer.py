@@ -10,8 +10,9 @@ expects: ``"select"`` picks a fixed triplet (the paper), ``"conv1x1"`` is a lear
 convolution initialised to reproduce a triplet exactly (the paper's own future-work idea), so
 fine-tuning starts from the chosen triplet and can only move away from it if that helps.
 
-Reference: Hu Q, Whitney HM, Giger ML. Transfer learning in 4D for breast cancer diagnosis
-using dynamic contrast-enhanced MRI (seed 1).
+Reference: Haarburger C, Langenberg P, Truhn D, et al. "Transfer learning for breast cancer malignancy
+classification based on dynamic contrast-enhanced MR images", Bildverarbeitung fuer die
+Medizin 2018 (seed 1).
 """
 
 from __future__ import annotations
@@ -108,12 +109,13 @@ class ResNet34Transfer(nn.Module):
             raise ValueError(f"ResNet34Transfer is 2D (ImageNet weights): spatial_dims must be 2, got {spatial_dims!r}.")
         if out_channels < 1:
             raise ValueError(f"out_channels must be >= 1, got {out_channels!r}.")
-        self.adapter_kind = None if channel_adapter is None else look_up_option(channel_adapter, ("select", "conv1x1"))
-        if self.adapter_kind is None and in_channels != 3:
+        # "" rather than None for "no adapter": TorchScript needs one static type for the attribute
+        self.adapter_kind: str = "" if channel_adapter is None else look_up_option(channel_adapter, ("select", "conv1x1"))
+        if self.adapter_kind == "" and in_channels != 3:
             raise ValueError(f"without a channel adapter in_channels must be 3 (ImageNet), got {in_channels}; use channel_adapter='select' or 'conv1x1'.")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.adapter: nn.Module = nn.Identity()
-        if self.adapter_kind is not None:
+        if self.adapter_kind != "":
             names = validate_sequence_names(in_sequences or (), "in_sequences")
             if len(names) != in_channels:
                 raise ValueError(f"in_sequences must name all {in_channels} input channels, got {list(names)}.")

@@ -1,0 +1,251 @@
+"""``dce-monai compare-masking``: seed 2's experiment, three inputs x k patient-wise folds.
+
+Every (variant, fold) cell trains the ``breast_dce_maskguided_vgg3d`` bundle through
+``monai.bundle.ConfigWorkflow`` with overrides (``--variant``, ``--fold``, epochs, size), then runs
+the bundle's inference config on the training and the held-out fold to write per-lesion
+predictions (``dce_monai.workflows.results`` format, split ``train``/``val``), and measures the
+fraction of CAM mass inside the tumour mask on the held-out fold. Finished cells
+(``cells/<variant>_fold<k>/cell.json``) are skipped on a re-run. The summary table mirrors the
+seed paper's Tables 2/3: ACC and AUC on train and validation, mean +- SD over folds, and the
+attention-inside-mask fraction, as CSV and Markdown. When the manifest has patients with
+``cohort: test`` (e.g. a phantom cohort generated with a shortcut present only in training),
+the folds are drawn from the ``train`` cohort and every cell also predicts the test cohort
+(split ``test``, columns ``test_acc``/``test_auc``): whether mask guidance generalises better.
+
+Reference: seed 2 (mask-guided 3D VGG), ``/work/shared/seeds/004_*``.
+
+Example:
+    dce-monai compare-masking cohort/manifest.json --out runs/cmp --k 5 --epochs 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["BUNDLE_DIR", "VARIANTS", "add_cli_arguments", "cli_main", "run_cell", "run_compare_masking", "summarize_cells"]
+
+VARIANTS = ("no_mask", "mask_only", "mask_guided")
+BUNDLE_DIR = Path(__file__).resolve().parents[2] / "bundles" / "breast_dce_maskguided_vgg3d"
+
+
+def _configs(*names: str) -> list[str]:
+    return [str(BUNDLE_DIR / "configs" / n) for n in names]
+
+
+def _workflow(files: list[str], root: Path, workflow_type: str, overrides: dict[str, Any]) -> Any:
+    from monai.bundle import ConfigWorkflow
+
+    wf = ConfigWorkflow(
+        config_file=files if len(files) > 1 else files[0], meta_file=str(BUNDLE_DIR / "configs" / "metadata.json"),
+        logging_file=str(BUNDLE_DIR / "configs" / "logging.conf"), workflow_type=workflow_type,
+        bundle_root=str(root), **overrides,
+    )
+    wf.initialize()
+    missing = wf.check_properties()
+    if missing:
+        raise ValueError(f"bundle {str(BUNDLE_DIR)!r} lacks properties {missing} for {workflow_type}.")
+    return wf
+
+
+def _attention_fraction(wf: Any) -> float:
+    """Mean CAM fraction inside ``mask`` over the workflow's validation dataset (target class CAM)."""
+    from dce_monai.metrics.attention import attention_fraction
+
+    net = wf.parser.get_parsed_content("network")
+    net = getattr(net, "module", net)
+    ds = wf.parser.get_parsed_content("validate#dataset")
+    device = next(net.parameters()).device
+    net.eval()
+    vals: list[float] = []
+    with torch.no_grad():
+        for item in ds:
+            x = torch.as_tensor(item["image"])[None].to(device)
+            m = torch.as_tensor(item["mask"])[None].to(device)
+            cam = net.cam(x, class_idx=torch.as_tensor([int(item["label"])]))
+            vals.append(float(attention_fraction(cam, m).mean()))
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def run_cell(
+    manifest: str | Path, folds: str | Path, variant: str, fold: int, out: str | Path,
+    overrides: dict[str, Any] | None = None, test_records: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Train one (variant, fold) cell and write its predictions and ``cell.json``.
+
+    Args:
+        manifest: cohort manifest JSON.
+        folds: folds JSON (``dce_monai.data.folds.write_folds``).
+        variant: one of :data:`VARIANTS`.
+        fold: held-out fold index.
+        out: cell folder (bundle_root of the run).
+        overrides: extra bundle overrides (``max_epochs``, ``spatial_size``, ``batch_size``, ...).
+        test_records: lesion records of an independent test cohort (manifest ``cohort: test``),
+            predicted with split ``test`` when given.
+
+    Returns:
+        The cell record (variant, fold, train/val metrics, attention fraction, seconds).
+
+    Raises:
+        ValueError: unknown variant.
+    """
+    from dce_monai.metrics.stats import binary_metrics
+    from dce_monai.workflows.results import read_predictions
+
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    base = {"manifest": str(manifest), "folds": str(folds), "fold": int(fold), "variant": variant, **(overrides or {})}
+    split_lists: dict[str, Any] = {}
+    if test_records:
+        # the bundle's fold_datalist puts every patient outside the held-out fold into train;
+        # with an independent test cohort the train/val lists come from the train cohort only
+        from dce_monai.data.folds import fold_split, read_folds
+        from dce_monai.data.manifest import load_manifest
+
+        recs = load_manifest(manifest).to_datalist(level="lesion", cohort="train")
+        parts = fold_split(recs, read_folds(folds), int(fold))
+        split_lists = {"train": parts["train"], "test": parts["test"]}
+        base = {**base, "train#datalist": split_lists["train"], "validate#datalist": split_lists["test"]}
+    wf = _workflow(_configs("train.json"), root, "train", base)
+    wf.run()
+    wf.finalize()
+    record: dict[str, Any] = {"variant": variant, "fold": int(fold)}
+    splits = [("train", "train"), ("val", "test")] + ([("test", "all")] if test_records else [])
+    for split, bundle_split in splits:
+        pred = root / f"predictions_{split}.csv"
+        extra = {"validate#datalist": test_records if split == "test" else split_lists[bundle_split]} if test_records else {}
+        inf = _workflow(_configs("train.json", "inference.json"), root, "infer",
+                        {**base, "split": bundle_split, "predictions_split": split, "predictions_file": str(pred), **extra})
+        inf.run()
+        if split == "val":
+            record["attention_in_mask"] = _attention_fraction(inf)
+        inf.finalize()
+        rows = read_predictions(pred)
+        m = binary_metrics([int(r["label"]) for r in rows], [float(r["prob"]) for r in rows])
+        record[f"{split}_auc"], record[f"{split}_acc"], record[f"n_{split}"] = m["auc"], m["accuracy"], m["n"]
+    record["seconds"] = round(time.time() - t0, 2)
+    (root / "cell.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def summarize_cells(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per variant: mean and SD over folds of train/val ACC and AUC and attention fraction."""
+    rows = []
+    for variant in VARIANTS:
+        sel = [c for c in cells if c["variant"] == variant]
+        if not sel:
+            continue
+        row: dict[str, Any] = {"variant": variant, "folds": len(sel)}
+        keys = ["train_acc", "train_auc", "val_acc", "val_auc", "attention_in_mask"]
+        keys += ["test_acc", "test_auc"] if all("test_auc" in c for c in sel) else []
+        for key in keys:
+            m, s = _mean_sd([float(c[key]) for c in sel])
+            row[f"{key}_mean"], row[f"{key}_sd"] = m, s
+        rows.append(row)
+    return rows
+
+
+def run_compare_masking(
+    manifest: str | Path, out: str | Path, k: int = 5, folds: str | Path | None = None,
+    variants: Sequence[str] = VARIANTS, overrides: dict[str, Any] | None = None, seed: int = 0,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], Path]:
+    """Run every (variant, fold) cell that is not finished yet, then write the summary table.
+
+    Returns:
+        ``(summary rows, path of comparison.md)``; ``comparison.csv`` lies next to it and all
+        per-lesion predictions are merged into ``predictions.csv``.
+    """
+    from dce_monai.data.folds import patient_folds, read_folds, write_folds
+    from dce_monai.data.manifest import load_manifest
+    from dce_monai.workflows.results import (
+        read_predictions,
+        write_predictions,
+        write_table,
+    )
+
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise ValueError(f"variants must be among {VARIANTS}, got {bad}.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    man = load_manifest(manifest)
+    has_test = any(p.get("cohort") == "test" for p in man.patients)
+    test_records = man.to_datalist(level="lesion", cohort="test") if has_test else None
+    if folds is None:
+        folds = out / "folds.json"
+        if not folds.exists():
+            datalist = man.to_datalist(level="lesion", cohort="train") if has_test else man.to_datalist(level="lesion")
+            write_folds(patient_folds(datalist, k=k, seed=seed), folds, seed=seed, k_requested=k)
+    n_folds = len(read_folds(folds))
+    cells, all_rows = [], []
+    total, i = len(variants) * n_folds, 0
+    for variant in variants:
+        for fold in range(n_folds):
+            i += 1
+            cell_dir = out / "cells" / f"{variant}_fold{fold}"
+            done = cell_dir / "cell.json"
+            if done.exists():
+                rec = json.loads(done.read_text())
+                if progress:
+                    print(f"[{i}/{total}] {variant} fold {fold}: done before, skipped", flush=True)
+            else:
+                if progress:
+                    print(f"[{i}/{total}] {variant} fold {fold}: training", flush=True)
+                rec = run_cell(manifest, folds, variant, fold, cell_dir, {**(overrides or {}), "seed": seed}, test_records)
+                if progress:
+                    print(f"[{i}/{total}] {variant} fold {fold}: val AUC {rec['val_auc']:.3f}, "
+                          f"attention {rec['attention_in_mask']:.3f}, {rec['seconds']:.1f} s", flush=True)
+            cells.append(rec)
+            for split in ("train", "val", "test"):
+                if (cell_dir / f"predictions_{split}.csv").exists():
+                    all_rows += read_predictions(cell_dir / f"predictions_{split}.csv")
+    write_predictions(out / "predictions.csv", all_rows)
+    summary = summarize_cells(cells)
+    _, md = write_table(summary, out / "comparison")
+    return summary, md
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``dce-monai compare-masking``."""
+    parser.add_argument("manifest", help="cohort manifest JSON")
+    parser.add_argument("--out", required=True, help="output folder (cells/, predictions.csv, comparison.csv/.md)")
+    parser.add_argument("--k", type=int, default=5, help="patient-wise folds when --folds is not given")
+    parser.add_argument("--folds", default=None, help="folds JSON (default: made with --k and --seed)")
+    parser.add_argument("--epochs", type=int, default=100, help="epochs per cell")
+    parser.add_argument("--spatial-size", type=int, nargs=3, default=[64, 64, 32], help="input volume size X Y Z")
+    parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--vgg-channels", type=int, nargs="+", default=None, help="VGG block widths (default bundle's)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def cli_main(args: argparse.Namespace) -> int:
+    """Run the comparison; print the Markdown table. Returns 0."""
+    if args.epochs < 1 or args.k < 2:
+        raise ValueError(f"--epochs must be >= 1 and --k >= 2, got {args.epochs} and {args.k}.")
+    overrides: dict[str, Any] = {"max_epochs": args.epochs, "spatial_size": list(args.spatial_size), "batch_size": args.batch_size}
+    if args.vgg_channels:
+        overrides["vgg_channels"] = list(args.vgg_channels)
+    _, md = run_compare_masking(args.manifest, args.out, k=args.k, folds=args.folds, variants=args.variants,
+                                overrides=overrides, seed=args.seed)
+    print(md.read_text())
+    return 0

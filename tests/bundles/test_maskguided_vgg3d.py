@@ -1,0 +1,153 @@
+"""Tests for the seed 2 bundle ``bundles/breast_dce_maskguided_vgg3d``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "breast_dce_maskguided_vgg3d"
+CONFIGS = BUNDLE / "configs"
+META = str(CONFIGS / "metadata.json")
+TINY = {"max_epochs": 1, "spatial_size": [32, 32, 16], "batch_size": 2, "vgg_channels": [4, 8], "num_workers": 0}
+
+
+def _workflow(files: list[str], root: Path, cohort: dict, **overrides: object) -> ConfigWorkflow:
+    cfg = [str(CONFIGS / f) for f in files]
+    kw = {"manifest": str(cohort["manifest"]), "folds": str(cohort["folds"]), "fold": 0, **TINY, **overrides}
+    return ConfigWorkflow(
+        config_file=cfg if len(cfg) > 1 else cfg[0], meta_file=META, logging_file=str(CONFIGS / "logging.conf"),
+        workflow_type="train" if files == ["train.json"] else "infer", bundle_root=str(root), **kw,
+    )
+
+
+def _run(wf: ConfigWorkflow) -> None:
+    wf.initialize()
+    assert wf.check_properties() in (None, [])
+    wf.run()
+    wf.finalize()
+
+
+def test_bundle_files_complete() -> None:
+    for f in ("metadata.json", "train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "logging.conf"):
+        assert (CONFIGS / f).is_file(), f
+    assert (BUNDLE / "docs" / "README.md").is_file() and (BUNDLE / "models" / ".gitkeep").is_file()
+    assert "Apache License" in (BUNDLE / "LICENSE").read_text()
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    assert meta["network_data_format"]["inputs"]["image"]["channel_def"] == {"0": "T1post1"}
+    assert {"version", "changelog", "monai_version", "pytorch_version", "numpy_version", "references", "task"} <= set(meta)
+
+
+@pytest.fixture(scope="module")
+def trained(bundle_cohort: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mg")
+    _run(_workflow(["train.json"], root, bundle_cohort, variant="mask_guided"))
+    return root
+
+
+@pytest.mark.parametrize("variant", ["no_mask", "mask_only"])
+def test_train_other_variants(variant: str, bundle_cohort: dict, tmp_path: Path) -> None:
+    wf = _workflow(["train.json"], tmp_path, bundle_cohort, variant=variant)
+    _run(wf)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert type(trainer).__name__ == "SupervisedTrainer" and trainer.state.epoch == 1
+    assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_mask_guided_trains_resumes_and_logs(trained: Path, bundle_cohort: dict) -> None:
+    assert (trained / "models" / "model.pt").is_file()
+    assert list((trained / "eval" / "train_state").glob("checkpoint_epoch=1.pt"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for ev in (trained / "eval").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"train_loss", "val_auc", "lr"} <= tags, tags
+    assert {"val_auc_sensitivity", "val_auc_specificity", "val_attention_in_mask"} <= tags, tags
+    wf = _workflow(["train.json"], trained, bundle_cohort, variant="mask_guided", max_epochs=2)
+    _run(wf)
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    assert type(trainer).__name__ == "MaskGuidedTrainer"
+    assert trainer.state.epoch == 2
+    assert list((trained / "eval" / "train_state").glob("checkpoint_epoch=2.pt"))
+
+
+def test_evaluate_and_inference(trained: Path, bundle_cohort: dict) -> None:
+    from dce_monai.workflows.results import read_predictions
+
+    _run(_workflow(["train.json", "inference.json", "evaluate.json"], trained, bundle_cohort, variant="mask_guided"))
+    metrics = json.loads((trained / "eval" / "metrics.json").read_text())
+    assert metrics["model"] == "mask_guided" and 0.0 <= metrics["metrics"]["val_auc"] <= 1.0
+    assert 0.0 <= metrics["metrics"]["val_attention_in_mask"] <= 1.0
+    out = trained / "inf"
+    _run(_workflow(["train.json", "inference.json"], trained, bundle_cohort, variant="mask_guided", folds=None,
+                   output_dir=str(out)))
+    rows = read_predictions(out / "predictions.csv")
+    n_lesions = len(__import__("dce_monai.data.manifest", fromlist=["x"]).load_manifest(bundle_cohort["manifest"]).to_datalist(level="lesion"))
+    assert len(rows) == n_lesions
+    assert all(r["experiment"] == "maskguided_vgg3d" and r["model"] == "mask_guided" and 0 <= float(r["prob"]) <= 1 for r in rows)
+
+
+def test_unknown_variant_rejected(bundle_cohort: dict, tmp_path: Path) -> None:
+    wf = _workflow(["train.json"], tmp_path, bundle_cohort, variant="mask_everything")
+    wf.initialize()
+    with pytest.raises(RuntimeError, match="Failed to evaluate") as err:
+        wf.run()
+    assert "mask_everything" in str(err.value.__cause__)
+
+
+def test_ckpt_export_matches_eager(trained: Path, tmp_path: Path) -> None:
+    from monai.bundle import ckpt_export
+
+    ts = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def", filepath=str(ts), ckpt_file=str(trained / "models" / "model.pt"),
+        meta_file=META, config_file=str(CONFIGS / "train.json"), key_in_ckpt="model", use_trace=True,
+        input_shape=[1, 1, 32, 16, 16], bundle_root=str(trained), vgg_channels=[4, 8],
+    )
+    ts_net = torch.jit.load(str(ts))
+    from dce_monai.networks.nets.vgg3d_cam import VGG3DCAM
+
+    net = VGG3DCAM(in_channels=1, out_channels=2, channels=(4, 8))
+    net.load_state_dict(torch.load(trained / "models" / "model.pt", weights_only=True))
+    net.eval()
+    x = torch.rand(2, 1, 32, 32, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(ts_net(x), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_inference_tta(trained: Path, bundle_cohort: dict) -> None:
+    from dce_monai.workflows.results import read_predictions
+
+    out = trained / "tta"
+    _run(_workflow(["train.json", "inference.json"], trained, bundle_cohort, variant="mask_guided", folds=None,
+                   output_dir=str(out), tta=True, tta_variants=[0, 5, 30]))
+    rows = read_predictions(out / "predictions.csv")
+    assert rows and all(0.0 <= float(r["prob"]) <= 1.0 for r in rows)
+
+
+def test_tta_inferer_mean_of_probabilities() -> None:
+    from dce_monai.engines.tta import TTA34Inferer
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    x = torch.rand(2, 1, 8, 8, 4)
+    net(x)
+    plain = TTA34Inferer(enabled=False)(x, net)
+    torch.testing.assert_close(plain, net(x))
+    one = TTA34Inferer(variants=[0])(x, net)
+    from dce_monai.transforms.augmentation import Augment34
+
+    ref = torch.softmax(net(torch.stack([torch.as_tensor(Augment34(0)(s)) for s in x])), 1)
+    torch.testing.assert_close(one.exp(), ref, rtol=1e-4, atol=1e-5)
+    both = TTA34Inferer(variants=[0, 1])(x, net).exp()
+    assert torch.allclose(both.sum(1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError, match="variants must be a non-empty subset of 0..33"):
+        TTA34Inferer(variants=[40])
+    assert TTA34Inferer(enabled="false").enabled is False and TTA34Inferer(enabled="True").enabled is True
+    with pytest.raises(ValueError, match="must be true or false, got 'maybe'"):
+        TTA34Inferer(enabled="maybe")

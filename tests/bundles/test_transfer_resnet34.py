@@ -1,0 +1,275 @@
+"""The seed 1 bundle ``breast_dce_transfer_resnet34`` run through MONAI's ConfigWorkflow, and its helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from dce_monai.workflows import bundle_utils as bu
+from dce_monai.workflows.results import read_predictions
+
+ROOT = Path(__file__).resolve().parents[2]
+BUNDLE = ROOT / "bundles" / "breast_dce_transfer_resnet34"
+CONFIGS = BUNDLE / "configs"
+TINY = {"patch_size": 32, "batch_size": 4}
+
+
+def _common(cohort: dict[str, Path], out: Path, **over: object) -> dict[str, object]:
+    return {"bundle_root": str(BUNDLE), "manifest": str(cohort["manifest"]), "folds": str(cohort["folds"]), "fold": 0,
+            "output_dir": str(out / "out"), "ckpt_dir": str(out / "models"), **TINY, **over}
+
+
+def _workflow(configs: list[str], wtype: str, **over: object) -> ConfigWorkflow:
+    wf = ConfigWorkflow(config_file=[str(CONFIGS / c) for c in configs], workflow_type=wtype,
+                        logging_file=str(CONFIGS / "logging.conf"), **over)
+    wf.initialize()
+    assert wf.check_properties() == []
+    return wf
+
+
+@pytest.fixture(scope="module")
+def trained(bundle_cohort, tmp_path_factory):
+    """One epoch of training on fold 0, then a resumed run up to epoch 2."""
+    out = tmp_path_factory.mktemp("transfer_train")
+    wf = _workflow(["train.json"], "train", max_epochs=1, **_common(bundle_cohort, out))
+    wf.run()
+    first = {"epoch": wf.trainer.state.epoch, "iteration": wf.trainer.state.iteration,
+             "metrics": dict(wf.evaluator.state.metrics)}
+    wf.finalize()
+    wf2 = _workflow(["train.json"], "train", max_epochs=2, **_common(bundle_cohort, out))
+    wf2.run()
+    resume = wf2.parser.get_parsed_content("train#resume_handler")
+    second = {"epoch": wf2.trainer.state.epoch, "iteration": wf2.trainer.state.iteration, "loaded_from": resume.loaded_from}
+    wf2.finalize()
+    return {"out": out, "first": first, "second": second}
+
+
+def test_train_writes_best_model_and_state(trained):
+    out = trained["out"]
+    assert trained["first"]["epoch"] == 1 and 0.0 <= trained["first"]["metrics"]["val_auc"] <= 1.0
+    assert {"val_auc_sensitivity", "val_auc_specificity"} <= set(trained["first"]["metrics"])
+    assert (out / "models" / "model.pt").is_file()
+    assert sorted(p.name for p in (out / "out" / "train_state").glob("*.pt")) == ["checkpoint_epoch=2.pt"]
+
+
+def test_resume_continues_epoch_count(trained):
+    first, second = trained["first"], trained["second"]
+    assert second["loaded_from"] is not None and second["loaded_from"].name == "checkpoint_epoch=1.pt"
+    assert second["epoch"] == 2 and second["iteration"] == 2 * first["iteration"]
+
+
+def test_tensorboard_scalars_and_images(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: set[str] = set()
+    for ev in (trained["out"] / "out").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"train_loss", "lr", "val_auc", "val_auc_sensitivity", "val_auc_specificity"} <= tags
+    images: list[str] = []
+    for ev in (trained["out"] / "out" / "images").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev))
+        acc.Reload()
+        images += acc.Tags()["images"]
+    assert images
+
+
+def test_evaluate_and_inference_write_tables(trained, bundle_cohort):
+    out = trained["out"]
+    ev = _workflow(["inference.json", "evaluate.json"], "infer", **_common(bundle_cohort, out))
+    ev.run()
+    ev.finalize()
+    metrics = json.loads((out / "out" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and 0.0 <= metrics["metrics"]["val_auc"] <= 1.0
+    rows = read_predictions(out / "out" / "predictions.csv")
+    fold0 = set(json.loads(Path(bundle_cohort["folds"]).read_text())["folds"][0])
+    assert rows and {r["patient_id"] for r in rows} <= fold0
+    assert all(r["experiment"] == "transfer_resnet34" and 0.0 <= float(r["prob"]) <= 1.0 for r in rows)
+
+    inf = _workflow(["inference.json"], "infer", predictions_file=str(out / "all.csv"),
+                    **_common(bundle_cohort, out, folds=None))
+    inf.run()
+    inf.finalize()
+    all_rows = read_predictions(out / "all.csv")
+    assert len({r["patient_id"] for r in all_rows}) > len(fold0) and len({r["lesion_id"] for r in all_rows}) == len(all_rows)
+
+
+def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
+    ts = tmp_path / "model.ts"
+    cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
+           "--ckpt_file", str(trained["out"] / "models" / "model.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
+           "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
+           "--use_trace", "True", "--input_shape", "[1, 3, 32, 32]"]
+    r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    from dce_monai.networks.nets.resnet_transfer import ResNet34Transfer
+
+    eager = ResNet34Transfer(in_channels=3, out_channels=2)
+    eager.load_state_dict(torch.load(trained["out"] / "models" / "model.pt", weights_only=True))
+    eager.eval()
+    scripted = torch.jit.load(str(ts))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), eager(x), rtol=1e-4, atol=1e-5)
+
+
+def test_same_seed_same_metrics(bundle_cohort, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        wf = _workflow(["train.json"], "train", max_epochs=1, resume=False,
+                       **_common(bundle_cohort, tmp_path / name))
+        wf.run()
+        runs.append((dict(wf.evaluator.state.metrics), float(wf.trainer.state.output[0]["loss"])))
+        wf.finalize()
+    assert runs[0] == runs[1]
+
+
+def test_multi_gpu_config_with_two_gloo_processes(bundle_cohort, tmp_path):
+    configs = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+            "-m", "monai.bundle", "run", "--config_file", configs, "--logging_file", str(CONFIGS / "logging.conf")]
+    for k, v in _common(bundle_cohort, tmp_path, max_epochs=1, dist_backend="gloo").items():
+        args += [f"--{k}", str(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run(args, check=False, capture_output=True, text=True, timeout=180, env=env)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "out" / "train_state").glob("*.pt")) == ["checkpoint_epoch=1.pt"]
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
+
+
+def test_metadata_matches_default_channels():
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    train = json.loads((CONFIGS / "train.json").read_text())
+    image = meta["network_data_format"]["inputs"]["image"]
+    assert [image["channel_def"][str(i)] for i in range(image["num_channels"])] == train["channels"]
+    for name in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version", "required_packages_version",
+                 "task", "description", "authors", "copyright", "references"):
+        assert meta[name], name
+    assert "Apache License" in (BUNDLE / "LICENSE").read_text()[:200]
+
+
+# ---- bundle_utils -------------------------------------------------------------------------
+
+
+def test_fold_datalist_splits(bundle_cohort):
+    m, f = bundle_cohort["manifest"], bundle_cohort["folds"]
+    train = bu.fold_datalist(m, f, 0, "train")
+    test = bu.fold_datalist(m, f, 0, "test")
+    assert {d["patient_id"] for d in train}.isdisjoint({d["patient_id"] for d in test})
+    assert len(bu.fold_datalist(m, None, split="all")) == len(train) + len(test)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"split": "nope"}, ValueError, "nope"),
+        ({"fold": 5, "split": "test"}, ValueError, r"fold must be in \[0, 2\)"),
+        ({"folds": None, "split": "train"}, ValueError, "folds is required for split='train'"),
+        ({"split": "val"}, ValueError, "split 'val' of fold 0 is empty"),
+    ],
+)
+def test_fold_datalist_errors(bundle_cohort, kwargs, exc, match):
+    args = {"manifest": bundle_cohort["manifest"], "folds": bundle_cohort["folds"], "fold": 0, **kwargs}
+    with pytest.raises(exc, match=match):
+        bu.fold_datalist(**args)
+
+
+@pytest.mark.parametrize("kind", ["list", "tensor"])
+def test_patch_dataset_flattens(kind):
+    img = torch.zeros(3, 4, 4) if kind == "tensor" else [[0.0]]
+    lesions = [[{"image": img, "label": 1, "lesion_id": "A", "other": 1}] * 2, [], {"image": img, "label": 0, "lesion_id": "B"}]
+    ds = bu.PatchDataset(lesions)
+    assert len(ds) == 3 and [d["lesion_id"] for d in ds] == ["A", "A", "B"] and "other" not in ds[0]
+
+
+def test_patch_dataset_errors():
+    with pytest.raises(TypeError, match=r"lesions\[0\] must be a dict or a list of dicts, got int"):
+        bu.PatchDataset([3])
+    with pytest.raises(ValueError, match="no patch in 2 lesion"):
+        bu.PatchDataset([[], []])
+
+
+def test_rank_zero_only_and_errors():
+    from ignite.engine import Engine
+
+    attached = []
+
+    class H:
+        def attach(self, engine):
+            attached.append(engine)
+
+    eng = Engine(lambda e, b: None)
+    bu.RankZeroOnly(H()).attach(eng)
+    bu.RankZeroOnly(H).attach(eng)
+    assert attached == [eng, eng]
+    with pytest.raises(TypeError, match="handler must have attach"):
+        bu.RankZeroOnly(3)
+    with pytest.raises(TypeError, match="handler factory returned int"):
+        bu.RankZeroOnly(lambda: 3).attach(eng)
+
+
+def test_predictions_and_metrics_writers(tmp_path):
+    from ignite.engine import Engine
+
+    batches = [[{"pred": torch.tensor([0.0, 2.0]), "label": torch.tensor(1), "lesion_id": "A", "patient_id": "P"},
+                {"pred": torch.tensor([0.0, -2.0]), "label": torch.tensor(1), "lesion_id": "A", "patient_id": "P"}],
+               [{"pred": torch.tensor([1.0, 0.0]), "label": torch.tensor(0), "lesion_id": "B", "patient_id": "Q"}]]
+
+    def step(engine, batch):
+        engine.state.metrics["m"] = 0.5
+        return batch
+
+    eng = Engine(step)
+    pw = bu.PredictionsWriter(tmp_path / "p.csv", fold=1, split="val")
+    pw.attach(eng)
+    bu.MetricsJsonWriter(tmp_path / "m.json", extra={"fold": 1}).attach(eng)
+    eng.run(batches)
+    rows = {r["lesion_id"]: r for r in read_predictions(tmp_path / "p.csv")}
+    assert float(rows["A"]["prob"]) == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item(), abs=1e-6)
+    assert rows["B"]["patient_id"] == "Q" and int(rows["B"]["label"]) == 0 and str(rows["B"]["split"]) == "val"
+    assert json.loads((tmp_path / "m.json").read_text()) == {"fold": 1, "metrics": {"m": 0.5}}
+    with pytest.raises(ValueError, match="Unsupported option 'x'|x"):
+        bu.PredictionsWriter(tmp_path / "p.csv", split="x")
+    with pytest.raises(ValueError, match="no prediction collected"):
+        empty = bu.PredictionsWriter(tmp_path / "q.csv")
+        empty.reset()
+        empty.write()
+
+
+def test_lr_to_metrics_and_output_helpers():
+    from ignite.engine import Engine
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.25)
+    eng = Engine(lambda e, b: None)
+    bu.LrToMetrics(opt).attach(eng)
+    eng.run([0], max_epochs=1)
+    assert eng.state.metrics["lr"] == 0.25
+    with pytest.raises(TypeError, match="optimizer must be a torch optimizer"):
+        bu.LrToMetrics(net)
+    p, y, ids = bu.lesion_auc_output([{"pred": torch.tensor([0.0, 0.0]), "label": torch.tensor(1), "pred_lesion_id": "A"}])
+    assert p.tolist() == [0.5] and y.tolist() == [1] and ids == ["A"]
+    with pytest.raises(KeyError, match="evaluator output lacks 'pred_lesion_id'"):
+        bu.lesion_auc_output([{"pred": torch.zeros(2), "label": 0}])
+    imgs, labels = bu.first_image([{"image": torch.zeros(3, 2, 2)}])
+    assert imgs[0].shape == (3, 2, 2) and labels == [None] and bu.no_output([1, 2]) == [None, None]
+
+
+def test_init_distributed_outside_torchrun(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    with pytest.raises(ValueError, match="init_distributed needs torchrun's environment"):
+        bu.init_distributed()
+    with pytest.raises(ValueError, match="mpi"):
+        bu.init_distributed("mpi")
+    assert bu.is_rank0()
