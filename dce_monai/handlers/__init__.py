@@ -9,12 +9,14 @@ from .checkpoint import (
     load_state_file,
 )
 from .lesion_auc import LesionAUC
+from .pr_curve import LesionPRCurve
 
 __all__ = [
     "AtomicCheckpointSaver",
     "AttentionInMask",
     "CamImageHandler",
     "LesionAUC",
+    "LesionPRCurve",
     "ResumeFromLatest",
     "cam_overlay",
     "latest_checkpoint",

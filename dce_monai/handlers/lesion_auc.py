@@ -49,6 +49,7 @@ class LesionAUC(Metric):
         super().__init__(output_transform=output_transform, device=device)
 
     def reset(self) -> None:
+        self.scores: tuple[np.ndarray, np.ndarray] | None = None  # (lesion scores, labels) of the last compute
         self._p: list[float] = []
         self._y: list[int] = []
         self._ids: list[str] = []
@@ -62,6 +63,7 @@ class LesionAUC(Metric):
     def compute(self) -> float:
         ids, s, y = aggregate_by_lesion(self._p, self._ids, self._y, self.reduction)
         assert y is not None
+        self.scores = (np.asarray(s, dtype=np.float64), np.asarray(y, dtype=np.int64))
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError(f"LesionAUC: AUC is undefined with one class ({len(ids)} lesions, all label {classes.tolist()}).")

@@ -412,3 +412,14 @@ def attention_output(output: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     label = torch.stack([torch.as_tensor(it["label"]).reshape(-1)[:1] for it in items]).reshape(-1)
     mask = torch.stack([torch.as_tensor(it["pred_mask"]) for it in items])
     return image, label, mask
+
+
+def loss_parts(output: Any) -> dict[str, float]:
+    """Training loss and, for the mask-guided trainer, its parts ``ce`` and ``dice`` (TensorBoard tags).
+
+    Reads the first item of MONAI's decollated output (every item carries the batch's values).
+    The tag ``train_loss`` keeps the name the other variants and the seed 1 bundle use.
+    """
+    first = output[0] if isinstance(output, list) else output
+    tags = {"loss": "train_loss", "ce": "train_ce", "dice": "train_cam_dice"}
+    return {tag: float(first[k]) for k, tag in tags.items() if k in first}

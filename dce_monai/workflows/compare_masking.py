@@ -55,8 +55,13 @@ def _workflow(files: list[str], root: Path, workflow_type: str, overrides: dict[
     return wf
 
 
-def _attention_fraction(wf: Any) -> float:
-    """Mean CAM fraction inside ``mask`` over the workflow's validation dataset (target class CAM)."""
+def _attention_fraction(wf: Any, cam_dir: Path | None = None, n_png: int = 2, title: str = "") -> float:
+    """Mean CAM fraction inside ``mask`` over the workflow's validation dataset (target class CAM).
+
+    The first ``n_png`` lesions' CAM overlays (central axial slice, mask outlined) are saved
+    as ``cam_dir/cam_<lesion_id>.png`` when ``cam_dir`` is given; the report shows them.
+    """
+    from dce_monai.handlers.cam_images import save_cam_overlay_png
     from dce_monai.metrics.attention import attention_fraction
 
     net = wf.parser.get_parsed_content("network")
@@ -71,6 +76,10 @@ def _attention_fraction(wf: Any) -> float:
             m = torch.as_tensor(item["mask"])[None].to(device)
             cam = net.cam(x, class_idx=torch.as_tensor([int(item["label"])]))
             vals.append(float(attention_fraction(cam, m).mean()))
+            if cam_dir is not None and len(vals) <= n_png:
+                lid = str(item.get("lesion_id", len(vals)))
+                save_cam_overlay_png(cam_dir / f"cam_{lid}.png", x[0, 0].cpu(), cam[0, 0].cpu(), m[0, 0].cpu(),
+                                     title=f"{title} {lid} (label {int(item['label'])}, in mask {vals[-1]:.2f})")
     return float(np.mean(vals)) if vals else float("nan")
 
 
@@ -125,10 +134,11 @@ def run_cell(
         pred = root / f"predictions_{split}.csv"
         extra = {"validate#datalist": test_records if split == "test" else split_lists[bundle_split]} if test_records else {}
         inf = _workflow(_configs("train.json", "inference.json"), root, "infer",
-                        {**base, "split": bundle_split, "predictions_split": split, "predictions_file": str(pred), **extra})
+                        {**base, "split": bundle_split, "predictions_split": split, "predictions_file": str(pred),
+                         "experiment": "compare_masking", **extra})
         inf.run()
         if split == "val":
-            record["attention_in_mask"] = _attention_fraction(inf)
+            record["attention_in_mask"] = _attention_fraction(inf, root / "cam", title=variant)
         inf.finalize()
         rows = read_predictions(pred)
         m = binary_metrics([int(r["label"]) for r in rows], [float(r["prob"]) for r in rows])
@@ -233,7 +243,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=100, help="epochs per cell")
     parser.add_argument("--spatial-size", type=int, nargs=3, default=[64, 64, 32], help="input volume size X Y Z")
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--learning-rate", type=float, default=2.5e-5, help="Adam learning rate (seed 2: 2.5e-5)")
     parser.add_argument("--vgg-channels", type=int, nargs="+", default=None, help="VGG block widths (default bundle's)")
+    parser.add_argument("--field-of-view", choices=("lesion", "volume"), default="lesion",
+                        help="input of no_mask and mask_guided: a window centred on the lesion, or the whole volume resized (seed 2)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
 
@@ -242,7 +255,8 @@ def cli_main(args: argparse.Namespace) -> int:
     """Run the comparison; print the Markdown table. Returns 0."""
     if args.epochs < 1 or args.k < 2:
         raise ValueError(f"--epochs must be >= 1 and --k >= 2, got {args.epochs} and {args.k}.")
-    overrides: dict[str, Any] = {"max_epochs": args.epochs, "spatial_size": list(args.spatial_size), "batch_size": args.batch_size}
+    overrides: dict[str, Any] = {"max_epochs": args.epochs, "spatial_size": list(args.spatial_size), "batch_size": args.batch_size,
+                                 "field_of_view": args.field_of_view, "learning_rate": args.learning_rate}
     if args.vgg_channels:
         overrides["vgg_channels"] = list(args.vgg_channels)
     _, md = run_compare_masking(args.manifest, args.out, k=args.k, folds=args.folds, variants=args.variants,

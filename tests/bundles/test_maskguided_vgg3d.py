@@ -69,6 +69,18 @@ def test_mask_guided_trains_resumes_and_logs(trained: Path, bundle_cohort: dict)
         tags |= set(acc.Tags()["scalars"])
     assert {"train_loss", "val_auc", "lr"} <= tags, tags
     assert {"val_auc_sensitivity", "val_auc_specificity", "val_attention_in_mask"} <= tags, tags
+    assert {"train_ce", "train_cam_dice"} <= tags, tags  # the mask-guided loss's two parts
+
+    def _tags(sub: str, kind: str) -> set[str]:
+        found: set[str] = set()
+        for ev in (trained / "eval" / sub).glob("events.out.tfevents.*"):
+            acc = EventAccumulator(str(ev), size_guidance={"images": 0, "tensors": 0})
+            acc.Reload()
+            found |= set(acc.Tags()[kind])
+        return found
+
+    assert "val_cam/0" in _tags("cam", "images")  # CAM overlays of the first validation batch
+    assert any("val_lesion_pr_curve" in t for t in _tags("pr_curve", "tensors"))
     wf = _workflow(["train.json"], trained, bundle_cohort, variant="mask_guided", max_epochs=2)
     _run(wf)
     trainer = wf.parser.get_parsed_content("train#trainer")
@@ -151,3 +163,58 @@ def test_tta_inferer_mean_of_probabilities() -> None:
     assert TTA34Inferer(enabled="false").enabled is False and TTA34Inferer(enabled="True").enabled is True
     with pytest.raises(ValueError, match="must be true or false, got 'maybe'"):
         TTA34Inferer(enabled="maybe")
+
+
+@pytest.mark.parametrize("fov", ["lesion", "volume"])
+def test_field_of_view_windows(fov: str, bundle_cohort: dict, tmp_path: Path) -> None:
+    """``lesion``: a spatial_size window of the image around the lesion (image content, not the
+    bounding box zero-padded); ``volume``: the whole volume resized. Both keep the lesion's mask."""
+    wf = _workflow(["train.json"], tmp_path, bundle_cohort, variant="no_mask", field_of_view=fov)
+    wf.initialize()
+    ds = wf.parser.get_parsed_content("validate#dataset")
+    item = ds[0]
+    image, mask = torch.as_tensor(item["image"]), torch.as_tensor(item["mask"])
+    assert tuple(image.shape[1:]) == tuple(TINY["spatial_size"]) == tuple(mask.shape[1:])
+    assert mask.sum() > 0
+    # image content well outside the lesion's mask: the window is not the bounding box padded with zeros
+    assert float((image[mask == 0] != 0).float().mean()) > 0.5
+    if fov == "volume":
+        raw = wf.parser.get_parsed_content("masks")(dict(ds.data[0]))
+        assert mask.float().mean() > 0 and raw["image"].shape[1:] != image.shape[1:]
+
+
+def test_unknown_field_of_view_rejected(bundle_cohort: dict, tmp_path: Path) -> None:
+    wf = _workflow(["train.json"], tmp_path, bundle_cohort, variant="no_mask", field_of_view="breast")
+    wf.initialize()
+    with pytest.raises(RuntimeError, match="Failed to evaluate") as err:
+        wf.parser.get_parsed_content("preprocessing")
+    assert "breast" in repr(err.value.__cause__) or "breast" in str(err.value)
+
+
+def test_cached_epochs_do_not_rerun_mask_making(bundle_cohort: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Complexity guard: subtraction, threshold and FCM masking run once per lesion when the
+    datasets are built (nested Compose configs are flattened so CacheDataset sees them as
+    deterministic); each epoch runs only the 34-fold augmentation."""
+    from collections import Counter
+
+    from dce_monai import transforms as T
+
+    calls: Counter[str] = Counter()
+    for cls in (T.Subtractd, T.FuzzyCMeansMaskd, T.RandAugment34d):
+        original = cls.__call__
+
+        def counted(self, *a, _orig=original, _name=cls.__name__, **k):  # type: ignore[no-untyped-def]
+            calls[_name] += 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(cls, "__call__", counted)
+    wf = _workflow(["train.json"], tmp_path, bundle_cohort, variant="mask_guided")
+    wf.initialize()
+    train = wf.parser.get_parsed_content("train#dataset")
+    n = len(wf.parser.get_parsed_content("train#datalist"))
+    assert calls["FuzzyCMeansMaskd"] == calls["Subtractd"] == n and calls["RandAugment34d"] == 0
+    for _ in range(3):
+        for i in range(len(train)):
+            train[i]
+    assert calls["FuzzyCMeansMaskd"] == calls["Subtractd"] == n
+    assert calls["RandAugment34d"] == 3 * n

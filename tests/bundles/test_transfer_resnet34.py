@@ -80,6 +80,12 @@ def test_tensorboard_scalars_and_images(trained):
         acc.Reload()
         images += acc.Tags()["images"]
     assert images
+    pr: set[str] = set()
+    for ev in (trained["out"] / "out" / "pr_curve").glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(ev), size_guidance={"tensors": 0})
+        acc.Reload()
+        pr |= set(acc.Tags()["tensors"])
+    assert any("val_lesion_pr_curve" in t for t in pr), pr
 
 
 def test_evaluate_and_inference_write_tables(trained, bundle_cohort):
@@ -106,8 +112,7 @@ def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
     ts = tmp_path / "model.ts"
     cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(ts),
            "--ckpt_file", str(trained["out"] / "models" / "model.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
-           "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE),
-           "--use_trace", "True", "--input_shape", "[1, 3, 32, 32]"]
+           "--config_file", str(CONFIGS / "inference.json"), "--bundle_root", str(BUNDLE)]  # scripted, not traced
     r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     from dce_monai.networks.nets.resnet_transfer import ResNet34Transfer
@@ -273,3 +278,37 @@ def test_init_distributed_outside_torchrun(monkeypatch):
     with pytest.raises(ValueError, match="mpi"):
         bu.init_distributed("mpi")
     assert bu.is_rank0()
+
+
+def test_cached_epochs_do_not_rerun_deterministic_transforms(bundle_cohort, tmp_path, monkeypatch):
+    """Complexity guard: loading, subtraction, scaling and patch extraction run once per lesion
+    when the dataset is built, never again per epoch; only the per-patch part runs each epoch."""
+    from collections import Counter
+
+    from monai.bundle import ConfigParser
+    from monai.transforms import LoadImaged
+
+    from dce_monai import transforms as T
+
+    calls: Counter[str] = Counter()
+    for cls in (LoadImaged, T.Subtractd, T.ScaleIntensityDCEd, T.LesionPatchesd, T.ImageNetNormalized):
+        original = cls.__call__
+
+        def counted(self, *a, _orig=original, _name=cls.__name__, **k):
+            calls[_name] += 1
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(cls, "__call__", counted)
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "train.json"))
+    parser.update(_common(bundle_cohort, tmp_path))
+    dataset = parser.get_parsed_content("train#dataset")
+    n_lesions = len(parser.get_parsed_content("train#datalist"))
+    built = dict(calls)
+    assert built["LesionPatchesd"] == built["Subtractd"] == built["ScaleIntensityDCEd"] == n_lesions
+    assert built["LoadImaged"] == n_lesions and built.get("ImageNetNormalized", 0) == 0
+    for _ in range(3):  # three epochs
+        for i in range(len(dataset)):
+            dataset[i]
+    assert {k: calls[k] for k in built if k != "ImageNetNormalized"} == {k: v for k, v in built.items() if k != "ImageNetNormalized"}
+    assert calls["ImageNetNormalized"] == 3 * len(dataset)  # per patch, per epoch

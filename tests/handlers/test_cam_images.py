@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
@@ -44,3 +44,31 @@ def test_tensorboard_images(tmp_path):
         CamImageHandler(w, batch, net, every_n_epochs=0)
     with pytest.raises(TypeError, match=r"needs a network with cam"):
         CamImageHandler(w, batch, torch.nn.Linear(1, 1))
+
+
+@pytest.mark.parametrize("decollated", [False, True], ids=["dict_batch", "decollated_list"])
+def test_first_batch_of_each_epoch(tmp_path, decollated):
+    net = VGG3DCAM(channels=(4, 8))
+    batch = {"image": torch.rand(3, 1, 16, 16, 8), "label": torch.tensor([[0], [1], [1]]), "mask": torch.ones(3, 1, 16, 16, 8)}
+    items = [{k: v[i] for k, v in batch.items()} for i in range(3)]
+    engine = Engine(lambda e, b: None)
+
+    @engine.on(Events.ITERATION_STARTED)
+    def _set_batch(e):  # what a MONAI evaluator leaves in state.batch
+        e.state.batch = items if decollated else batch
+
+    h = CamImageHandler(network=net, log_dir=str(tmp_path), max_images=2)
+    h.attach(engine)
+    engine.run([0, 1], max_epochs=2)
+    h.writer.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
+    acc.Reload()
+    assert set(acc.Tags()["images"]) == {"cam/0", "cam/1"} and len(acc.Images("cam/1")) == 2
+
+
+def test_writer_or_log_dir_required(tmp_path):
+    net = VGG3DCAM(channels=(4, 8))
+    with pytest.raises(ValueError, match=r"give exactly one of summary_writer and log_dir"):
+        CamImageHandler(network=net)
+    with pytest.raises(ValueError, match=r"give exactly one of summary_writer and log_dir"):
+        CamImageHandler(SummaryWriter(str(tmp_path)), network=net, log_dir=str(tmp_path))

@@ -35,3 +35,5 @@ def test_contract(target, kwargs, shape):
         a, b = net(x), net(x)
         traced = torch.jit.trace(net, x)
         assert torch.equal(a, b) and torch.allclose(traced(x), a, atol=1e-5)
+        scripted = torch.jit.script(net)  # what `monai.bundle ckpt_export` does without --use_trace
+        assert torch.allclose(scripted(x), a, atol=1e-5)

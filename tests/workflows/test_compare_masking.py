@@ -41,6 +41,9 @@ def test_compare_masking_table_and_resume(cohort: Path, tmp_path: Path, capsys: 
     rows = read_predictions(out / "predictions.csv")
     assert {r["model"] for r in rows} == set(cm.VARIANTS) and {r["split"] for r in rows} == {"train", "val"}
     assert {str(r["fold"]) for r in rows} == {"0", "1"}
+    assert {r["experiment"] for r in rows} == {"compare_masking"}  # what `dce-monai report` looks for
+    cams = sorted((out / "cells").glob("*/cam/cam_*.png"))
+    assert {p.parts[-3].rsplit("_fold", 1)[0] for p in cams} == set(cm.VARIANTS) and all(p.stat().st_size > 1000 for p in cams)
     summary = cm.summarize_cells([__import__("json").loads(p.read_text()) for p in (out / "cells").glob("*/cell.json")])
     assert all(0.0 <= r["attention_in_mask_mean"] <= 1.0 for r in summary)
     assert cm.cli_main(_args(cohort, out)) == 0

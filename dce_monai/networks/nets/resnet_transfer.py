@@ -115,6 +115,9 @@ class ResNet34Transfer(nn.Module):
             raise ValueError(f"without a channel adapter in_channels must be 3 (ImageNet), got {in_channels}; use channel_adapter='select' or 'conv1x1'.")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.adapter: nn.Module = nn.Identity()
+        # TorchScript compiles both branches of _adapt, so the buffer exists for every adapter kind
+        # (empty and outside the state dict unless the adapter selects channels)
+        self.register_buffer("select_index", torch.zeros(0, dtype=torch.long), persistent=False)
         if self.adapter_kind != "":
             names = validate_sequence_names(in_sequences or (), "in_sequences")
             if len(names) != in_channels:
@@ -125,7 +128,7 @@ class ResNet34Transfer(nn.Module):
             idx = [names.index(t) for t in trip]
             self.in_sequences, self.triplet = list(names), list(trip)
             if self.adapter_kind == "select":
-                self.register_buffer("select_index", torch.tensor(idx, dtype=torch.long))
+                self.register_buffer("select_index", torch.tensor(idx, dtype=torch.long), persistent=True)
             else:
                 conv = nn.Conv2d(in_channels, 3, kernel_size=1, bias=True)
                 with torch.no_grad():

@@ -91,10 +91,25 @@ class VGG3DCAM(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Last conv feature maps (B, C, x, y, z) before global pooling."""
+        if self.use_checkpoint and self.training:
+            return self._checkpointed_features(x)
         for i, block in enumerate(self.blocks):
             if i:
                 x = self.pool(x)
-            x = checkpoint(block, x, use_reentrant=False) if (self.use_checkpoint and self.training) else block(x)
+            x = block(x)
+        return x
+
+    @torch.jit.unused
+    def _checkpointed_features(self, x):  # type: ignore[no-untyped-def]
+        """``forward_features`` with gradient checkpointing (training only; left out of TorchScript).
+
+        Unannotated on purpose: TorchScript reads an unused method's signature and cannot
+        resolve postponed (string) annotations there; unannotated arguments default to Tensor.
+        """
+        for i, block in enumerate(self.blocks):
+            if i:
+                x = self.pool(x)
+            x = checkpoint(block, x, use_reentrant=False)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,52 @@
+"""The demo's step machinery on a small cohort: order, resume, settings guard, report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from dce_monai.workflows import demo
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    summary = demo.run_demo(out, patients=8, seed=0, workers=1, steps=("baseline_kinetics", "report"))
+    return out, summary
+
+
+def test_steps_run_in_order_and_write_markers(small_demo):
+    out, summary = small_demo
+    assert list(summary["steps"]) == ["cohort", "folds", "baseline_kinetics", "report"]
+    assert summary["steps"]["folds"]["n_patients"] == 8
+    assert json.loads((out / "folds.json").read_text())["k"] == demo.DEMO_SETTINGS["folds"]["k"]
+    for name in summary["steps"]:
+        rec = json.loads((out / "steps" / f"{name}.json").read_text())
+        assert rec["seconds"] >= 0 and rec["settings"] == demo.DEMO_SETTINGS[name]
+    assert (out / "report" / "report.md").is_file() and (out / "report" / "report.html").is_file()
+    assert "Kinetic baseline" in (out / "report" / "report.md").read_text()
+    assert summary["tensorboard"] == f"tensorboard --logdir {out}"
+
+
+def test_rerun_skips_finished_steps(small_demo, capsys):
+    out, _ = small_demo
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "steps").glob("*.json")}
+    demo.run_demo(out, patients=8, seed=0, workers=1, steps=("baseline_kinetics", "report"))
+    assert "baseline_kinetics: done before" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "steps").glob("*.json")} == before
+
+
+def test_other_settings_in_the_same_folder_are_refused(small_demo):
+    out, _ = small_demo
+    with pytest.raises(ValueError, match=r"holds a demo run with other settings .*cohort\.json"):
+        demo.run_demo(out, patients=9, seed=0, workers=1, steps=("report",))
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown demo steps \['train'\]"):
+        demo.run_demo(tmp_path, steps=("train",))
+    args = argparse.Namespace(out=str(tmp_path), patients=4, seed=0, workers=1, steps=["report"])
+    with pytest.raises(ValueError, match=r"--patients must be >= 6 for 3 folds, got 4"):
+        demo.cli_main(args)
