@@ -13,8 +13,8 @@ mkdir -p "$OUT"
 [ -f "$OUT/shortcut_cohort/manifest.json" ] || \
   $DCE phantom --out "$OUT/shortcut_cohort" --patients 60 --seed 1 --shortcut-train 1.0 --shortcut-test 0.0
 $DCE compare-masking "$OUT/shortcut_cohort/manifest.json" --out "$OUT/compare_masking" --k 3 \
-  --epochs 30 --spatial-size 64 64 16 --batch-size 10 --vgg-channels 16 32 64 64 \
-  --learning-rate 1e-4 --field-of-view volume
+  --epochs 30 --spatial-size 64 64 16 --batch-size 10 --vgg-channels 8 16 32 32 \
+  --learning-rate 1e-3 --field-of-view volume
 
 # Seed 1: all 35 triplets x 3 patient-wise folds on a 24-patient phantom cohort, CPU-scaled
 # (32x32 network input instead of 224x224, 2 epochs), then the ranked table.

@@ -7,10 +7,12 @@ gradient accumulation, AMP, optimizer step and MONAI's iteration events
 (FORWARD_COMPLETED, LOSS_COMPLETED, BACKWARD_COMPLETED, MODEL_COMPLETED) — is MONAI's own
 ``_iteration``, unchanged. ``engine.state.output`` additionally carries ``ce`` and ``dice``.
 
-The network must offer ``forward_with_cam(x, class_idx)`` (``VGG3DCAM`` does). With
-``torch.nn.parallel.DistributedDataParallel`` the call goes through ``module``, so gradient
-synchronisation must come from the wrapper's hooks: wrap with DDP and keep
-``find_unused_parameters=False`` (all parameters are used).
+The network must offer ``feature_layer`` (the module producing the last conv features) and
+``cam_from_features(feats, x, class_idx)`` (``VGG3DCAM`` does). The forward pass goes through
+the network as given, wrapper included, and a forward hook on ``feature_layer`` keeps the
+features for the CAM: with ``DistributedDataParallel`` the wrapper's own forward runs, which
+is what arms its gradient all-reduce (calling ``module`` directly would skip it and leave
+each process with its own gradients).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ __all__ = ["MaskGuidedTrainer"]
 
 def _cam_net(network: torch.nn.Module) -> Any:
     net = getattr(network, "module", network)
-    if not hasattr(net, "forward_with_cam"):
-        raise TypeError(f"MaskGuidedTrainer needs a network with forward_with_cam(x, class_idx) (e.g. VGG3DCAM), got {type(net).__name__}.")
+    if not (hasattr(net, "feature_layer") and hasattr(net, "cam_from_features")):
+        raise TypeError(f"MaskGuidedTrainer needs a network with feature_layer and cam_from_features(feats, x, class_idx) "
+                        f"(e.g. VGG3DCAM), got {type(net).__name__}.")
     return net
 
 
@@ -71,7 +74,14 @@ class MaskGuidedTrainer(SupervisedTrainer):
 
     def _infer(self, inputs: torch.Tensor, network: torch.nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
         cls = self._targets.long().flatten() if self.mask_guided_loss.cam_class == "target" and self._targets is not None else None
-        logits, self._cam = _cam_net(network).forward_with_cam(inputs, cls)
+        net = _cam_net(network)
+        feats: list[torch.Tensor] = []
+        hook = net.feature_layer.register_forward_hook(lambda module, args, out: feats.append(out) if not feats else None)
+        try:
+            logits = network(inputs, *args, **kwargs)  # the wrapper's forward (DDP gradient sync)
+        finally:
+            hook.remove()
+        self._cam = net.cam_from_features(feats[0], inputs, cls)
         return logits
 
     def _loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,33 @@ def _csv_header(path: Path) -> list[str]:
         return []
 
 
+def _unique_rows(files: Sequence[Path], src: Any, problems: list[str]) -> tuple[list[dict[str, Any]], int]:
+    """Rows of all predictions files, each (experiment, model, fold, split, lesion) once.
+
+    Workflows write per-cell files and a merged file with the same rows; both are found.
+    A key seen twice with a different probability or label is a conflict, listed in
+    ``problems`` (the first file's row is kept).
+    """
+    seen: dict[tuple[str, ...], dict[str, Any]] = {}
+    dropped = 0
+    for p in files:
+        try:
+            file_rows = read_predictions(p)
+        except ValueError as e:
+            problems.append(f"`{src(p)}` skipped: {e}")
+            continue
+        for r in file_rows:
+            key = tuple(str(r[c]) for c in ("experiment", "model", "fold", "split", "lesion_id"))
+            if key in seen:
+                dropped += 1
+                old = seen[key]
+                if str(old["label"]) != str(r["label"]) or abs(float(old["prob"]) - float(r["prob"])) > 1e-9:
+                    problems.append(f"`{src(p)}`: {key} conflicts with an earlier file (prob {old['prob']} vs {r['prob']}); first kept")
+                continue
+            seen[key] = r
+    return list(seen.values()), dropped
+
+
 def discover(run_dir: str | Path, exclude: str | Path | None = None) -> RunContents:
     """Find predictions CSVs, known tables, kinetic feature caches, CAM PNGs and ``run.json`` files.
 
@@ -368,18 +395,14 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
         return p.relative_to(found.run_dir).as_posix()
 
     problems: list[str] = []
-    rows: list[dict[str, Any]] = []
-    for p in found.predictions:
-        try:
-            rows += read_predictions(p)
-        except ValueError as e:
-            problems.append(f"`{src(p)}` skipped: {e}")
+    rows, dropped = _unique_rows(found.predictions, src, problems)
     by_exp: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_exp.setdefault(r["experiment"], []).append(r)
     md: list[str] = [f"# dce_monai report: `{root.name}`", ""]
     md.append(f"Run folder: `{found.run_dir}`. Predictions files: {len(found.predictions)}; experiments: "
-              f"{', '.join(f'`{e}`' for e in by_exp) or 'none'}.")
+              f"{', '.join(f'`{e}`' for e in by_exp) or 'none'}."
+              + (f" {dropped} row(s) present in more than one file (per-cell files and their merge) are counted once." if dropped else ""))
     md.append("")
     missing = [e for e in KNOWN_EXPERIMENTS if e not in by_exp]
     if missing:

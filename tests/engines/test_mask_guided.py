@@ -48,7 +48,7 @@ def test_lambda_zero_is_ce():
 
 def test_errors():
     net = torch.nn.Linear(2, 2)
-    with pytest.raises(TypeError, match=r"needs a network with forward_with_cam"):
+    with pytest.raises(TypeError, match=r"needs a network with feature_layer and cam_from_features"):
         MaskGuidedTrainer("cpu", 1, _loader(), net, torch.optim.SGD(net.parameters(), 0.1), MaskGuidedLoss())
     vgg = VGG3DCAM(channels=(4,))
     with pytest.raises(TypeError, match=r"loss_function must be a MaskGuidedLoss, got CrossEntropyLoss"):
@@ -71,3 +71,48 @@ def test_cuda_amp_training_matches_fp32_direction(amp):
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < losses[0]
     assert next(net.parameters()).is_cuda
+
+
+_DDP_SCRIPT = r'''
+import os, sys, torch, torch.distributed as dist
+from torch.utils.data import DataLoader
+from dce_monai.engines import MaskGuidedTrainer
+from dce_monai.losses import MaskGuidedLoss
+from dce_monai.networks import VGG3DCAM
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)  # same initial weights on both ranks
+net = torch.nn.parallel.DistributedDataParallel(VGG3DCAM(channels=(4, 8), dropout=0.0))
+g = torch.Generator().manual_seed(100 + rank)  # different data on each rank
+data = []
+for i in range(4):
+    m = torch.zeros(1, 16, 16, 8)
+    m[0, 4:9, 4:9, 2:6] = 1
+    data.append({"image": torch.rand(1, 16, 16, 8, generator=g) + m, "label": torch.tensor(i % 2), "mask": m})
+trainer = MaskGuidedTrainer("cpu", 1, DataLoader(data, batch_size=4), net, torch.optim.SGD(net.parameters(), 0.5), MaskGuidedLoss(10.0))
+trainer.run()
+flat = torch.cat([p.detach().flatten() for p in net.parameters()])
+both = [torch.zeros_like(flat) for _ in range(2)]
+dist.all_gather(both, flat)
+if rank == 0:
+    print("MAXDIFF", float((both[0] - both[1]).abs().max()))
+dist.destroy_process_group()
+'''
+
+
+def test_ddp_gradients_are_synchronised(tmp_path):
+    """Two gloo processes with different data: after a step the weights must agree, which
+    they only do when the CAM's forward pass runs through the DDP wrapper."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_step.py"
+    script.write_text(_DDP_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone", str(script)],
+                       capture_output=True, text=True, timeout=180, env=env, check=False)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    diff = float(next(line for line in r.stdout.splitlines() if line.startswith("MAXDIFF")).split()[1])
+    assert diff == pytest.approx(0.0, abs=1e-6)

@@ -174,3 +174,19 @@ def test_delong_against_baseline(tmp_path):
     assert "| compare_masking | mask_guided | val | 24 | – | – | – | – (labels differ from the baseline's) |" in md
     assert re.search(r"\| other \| m \| val \| \d+ \| – \| – \| – \| – \(one class only\) \|", md)
     assert "- `compare_masking`" not in md
+
+
+@pytest.mark.parametrize("conflict", [False, True], ids=["same_rows", "conflicting_prob"])
+def test_rows_in_several_files_counted_once(tmp_path, conflict):
+    run = tmp_path / "run"
+    rows = _rows("compare_masking", ["no_mask"])
+    for fold in range(3):  # per-cell files ...
+        write_predictions(run / "cells" / f"no_mask_fold{fold}" / "predictions_val.csv", [r for r in rows if r["fold"] == fold])
+    merged = [dict(r) for r in rows]
+    if conflict:
+        merged[0]["prob"] = 1.0 - float(merged[0]["prob"])
+    write_predictions(run / "predictions.csv", merged)  # ... and their merge
+    md = rp.write_report(run, tmp_path / "rep", n_boot=20, progress=False)["markdown"].read_text()
+    assert f"{len(rows)} row(s) present in more than one file" in md
+    assert "| no_mask | val |" in md and f"{len(rows)} (" in md  # n lesions once, not twice
+    assert ("conflicts with an earlier file" in md) == conflict

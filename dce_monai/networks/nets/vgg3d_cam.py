@@ -52,6 +52,8 @@ class VGG3DCAM(nn.Module):
         torch.Size([2, 2])
     """
 
+    __jit_unused_properties__ = ["feature_layer"]  # noqa: RUF012 (TorchScript reads this list)
+
     def __init__(
         self,
         spatial_dims: int = 3,
@@ -128,7 +130,7 @@ class VGG3DCAM(nn.Module):
         """Logits and the (upsampled) CAM from ONE pass through the conv blocks (for training)."""
         feats = self.forward_features(x)
         logits = self.fc(self.dropout(self.norm(torch.flatten(self.gap(feats), 1))))
-        return logits, self._cam_from_features(feats, x, class_idx, normalize, True)
+        return logits, self.cam_from_features(feats, x, class_idx, normalize, True)
 
     def cam(self, x: torch.Tensor, class_idx: int | torch.Tensor | None = None, normalize: bool = True, upsample: bool = True) -> torch.Tensor:
         """Class activation map (B, 1, *spatial) for ``class_idx`` (None: the predicted class).
@@ -138,9 +140,16 @@ class VGG3DCAM(nn.Module):
             normalize: min-max to [0, 1] per sample (hottest -> 1).
             upsample: trilinear upsampling to the input size.
         """
-        return self._cam_from_features(self.forward_features(x), x, class_idx, normalize, upsample)
+        return self.cam_from_features(self.forward_features(x), x, class_idx, normalize, upsample)
 
-    def _cam_from_features(self, feats: torch.Tensor, x: torch.Tensor, class_idx: int | torch.Tensor | None, normalize: bool, upsample: bool) -> torch.Tensor:
+    @property
+    def feature_layer(self) -> nn.Module:
+        """The module whose output is the last conv feature map (a forward hook there sees the CAM's features)."""
+        return self.blocks[-1]
+
+    def cam_from_features(self, feats: torch.Tensor, x: torch.Tensor, class_idx: int | torch.Tensor | None = None,
+                          normalize: bool = True, upsample: bool = True) -> torch.Tensor:
+        """CAM from already computed last-conv features ``feats`` of input ``x`` (see :meth:`cam`)."""
         w, b = self._folded_head()
         maps = torch.einsum("kc,bcxyz->bkxyz", w, feats) + b.view(1, -1, 1, 1, 1)
         if class_idx is None:
