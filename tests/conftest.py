@@ -26,3 +26,23 @@ def tiny_cohort(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cohort")
     return generate_cohort(out, n_patients=4, seed=7, progress=False)
+
+
+@pytest.fixture(scope="session")
+def broken_cohort(tmp_path_factory):
+    """A 6-patient tiny phantom cohort in which one patient's T1post2 file is truncated.
+
+    Returns ``(manifest path, id of the broken patient)``: every workflow must refuse it
+    before any work, naming that patient, or go on without it when asked to skip invalid cases.
+    """
+    import json
+    from pathlib import Path
+
+    from dce_monai.data.phantom import generate_cohort
+
+    out = tmp_path_factory.mktemp("broken_cohort")
+    manifest = Path(generate_cohort(out, n_patients=6, seed=3, size="tiny", progress=False))
+    patient = json.loads(manifest.read_text())["patients"][-1]
+    f = out / patient["exam"]["sequences"]["T1post2"]
+    f.write_bytes(f.read_bytes()[: 200])
+    return manifest, patient["patient_id"]

@@ -596,6 +596,7 @@ def run_baseline(
     top_fraction: float = 0.1,
     progress: bool = True,
     threads: int = 1,
+    skip_invalid: bool = False,
 ) -> dict[str, Path]:
     """Run the kinetic baseline end to end (features, folds, both models, table).
 
@@ -611,6 +612,8 @@ def run_baseline(
         top_fraction: hot-spot fraction of the lesion voxels.
         progress: print progress lines.
         threads: BLAS/OpenMP/torch threads while computing (see :func:`limit_threads`).
+        skip_invalid: continue with the patients that pass validation (see
+            :func:`dce_monai.data.validate.require_valid`) instead of stopping.
 
     Returns:
         Paths: ``features``, ``folds``, ``predictions``, ``table_csv``, ``table_md``, ``run``.
@@ -625,16 +628,17 @@ def run_baseline(
     t0 = time.perf_counter()
     label = _option(label, LABELS, "label")
     with limit_threads(threads):
-        return _run(manifest, Path(out_dir), k, seed, label, folds_file, n_boot, top_fraction, progress, t0)
+        return _run(manifest, Path(out_dir), k, seed, label, folds_file, n_boot, top_fraction, progress, t0, skip_invalid)
 
 
-def _run(manifest: str | Path, out: Path, k: int, seed: int, label: str, folds_file: str | Path | None, n_boot: int, top_fraction: float, progress: bool, t0: float) -> dict[str, Path]:
+def _run(manifest: str | Path, out: Path, k: int, seed: int, label: str, folds_file: str | Path | None, n_boot: int, top_fraction: float, progress: bool, t0: float,
+         skip_invalid: bool = False) -> dict[str, Path]:
     from dce_monai.data.folds import patient_folds, read_folds, write_folds
-    from dce_monai.data.manifest import load_manifest
+    from dce_monai.data.validate import require_valid
     from dce_monai.workflows.results import summarize, write_predictions, write_table
 
     out.mkdir(parents=True, exist_ok=True)
-    m = load_manifest(manifest)
+    m = require_valid(manifest, skip_invalid=skip_invalid)  # every problem listed before any work
     report: dict[str, Any] = {}
     dl = m.to_datalist(level="lesion", label=label, skip_missing_labels=True, report=report)
     if report.get("skipped") and progress:
@@ -674,11 +678,13 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", default="malignant", help=f"target, one of {', '.join(LABELS)} (default malignant)")
     parser.add_argument("--folds", default=None, help="folds JSON (dce-monai folds) instead of --k/--seed")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the AUC CI (default 1000)")
+    parser.add_argument("--skip-invalid", action="store_true", help="continue with the valid patients when validation finds problems")
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP/torch threads (default 1: fastest for small data)")
 
 
 def cli_main(args: argparse.Namespace) -> int:
     """Run ``dce-monai baseline-kinetics``; print the table; return 0."""
-    paths = run_baseline(args.manifest, args.out, k=args.k, seed=args.seed, label=args.label, folds_file=args.folds, n_boot=args.n_boot, threads=args.threads)
+    paths = run_baseline(args.manifest, args.out, k=args.k, seed=args.seed, label=args.label, folds_file=args.folds, n_boot=args.n_boot, threads=args.threads,
+                         skip_invalid=args.skip_invalid)
     print(Path(paths["table_md"]).read_text())
     return 0

@@ -113,7 +113,9 @@ def run_cell(
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    base = {"manifest": str(manifest), "folds": str(folds), "fold": int(fold), "variant": variant, **(overrides or {})}
+    # validate_data off: run_compare_masking validated the cohort once before the first cell
+    base = {"manifest": str(manifest), "folds": str(folds), "fold": int(fold), "variant": variant, "validate_data": False,
+            **(overrides or {})}
     split_lists: dict[str, Any] = {}
     if test_records:
         # the bundle's fold_datalist puts every patient outside the held-out fold into train;
@@ -176,7 +178,7 @@ def summarize_cells(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_compare_masking(
     manifest: str | Path, out: str | Path, k: int = 5, folds: str | Path | None = None,
     variants: Sequence[str] = VARIANTS, overrides: dict[str, Any] | None = None, seed: int = 0,
-    progress: bool = True,
+    progress: bool = True, skip_invalid: bool = False,
 ) -> tuple[list[dict[str, Any]], Path]:
     """Run every (variant, fold) cell that is not finished yet, then write the summary table.
 
@@ -185,7 +187,8 @@ def run_compare_masking(
         per-lesion predictions are merged into ``predictions.csv``.
     """
     from dce_monai.data.folds import patient_folds, read_folds, write_folds
-    from dce_monai.data.manifest import load_manifest
+    from dce_monai.data.manifest import load_manifest, rebase, save_manifest
+    from dce_monai.data.validate import require_valid
     from dce_monai.workflows.results import (
         read_predictions,
         write_predictions,
@@ -197,7 +200,10 @@ def run_compare_masking(
         raise ValueError(f"variants must be among {VARIANTS}, got {bad}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    man = load_manifest(manifest)
+    full = load_manifest(manifest)
+    man = require_valid(full, skip_invalid=skip_invalid)  # every problem listed before any training
+    if len(man.patients) < len(full.patients):  # the bundle reads a manifest file: write the valid part
+        manifest = save_manifest(rebase(man.to_dict(), full.root), out / "manifest_valid.json")
     has_test = any(p.get("cohort") == "test" for p in man.patients)
     test_records = man.to_datalist(level="lesion", cohort="test") if has_test else None
     if folds is None:
@@ -249,6 +255,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input of no_mask and mask_guided: a window centred on the lesion, or the whole volume resized (seed 2)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-invalid", action="store_true", help="continue with the valid patients when validation finds problems")
 
 
 def cli_main(args: argparse.Namespace) -> int:
@@ -260,6 +267,6 @@ def cli_main(args: argparse.Namespace) -> int:
     if args.vgg_channels:
         overrides["vgg_channels"] = list(args.vgg_channels)
     _, md = run_compare_masking(args.manifest, args.out, k=args.k, folds=args.folds, variants=args.variants,
-                                overrides=overrides, seed=args.seed)
+                                overrides=overrides, seed=args.seed, skip_invalid=args.skip_invalid)
     print(md.read_text())
     return 0

@@ -78,6 +78,7 @@ def _transfer_bundle(out: Path, manifest: Path, folds: Path, seed: int) -> dict[
     root = out / "transfer_resnet34"
     common = {"bundle_root": str(_BUNDLES / "breast_dce_transfer_resnet34"), "manifest": str(manifest), "folds": str(folds),
               "fold": 0, "seed": seed, "output_dir": str(root / "train"), "ckpt_dir": str(root / "models"),
+              "validate_data": False,  # validated in the folds step
               "patch_size": s["patch_size"], "batch_size": s["batch_size"]}
     wf = _bundle_workflow("breast_dce_transfer_resnet34", ["train.json"], "train", max_epochs=s["max_epochs"], **common)
     wf.run()

@@ -60,6 +60,7 @@ from torch import nn
 
 from dce_monai.data.folds import patient_folds, read_folds, write_folds
 from dce_monai.data.manifest import Manifest, load_manifest
+from dce_monai.data.validate import require_valid
 from dce_monai.metrics.aggregation import aggregate_by_lesion
 from dce_monai.networks.nets.resnet_transfer import ResNet34Transfer
 from dce_monai.sequences import SEQUENCES, validate_sequence_names
@@ -603,6 +604,7 @@ def run_search(
     group_size: int = 4,
     cache_dtype: str = "float16",
     progress: bool = True,
+    skip_invalid: bool = False,
     **settings: Any,
 ) -> dict[str, Any]:
     """Run (this shard of) the channel search; finished cells are skipped, half-written ones redone.
@@ -659,7 +661,7 @@ def run_search(
     out = Path(out_dir)
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
-    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    m = require_valid(manifest, skip_invalid=skip_invalid)  # every problem listed before any work
     cache = get_patch_cache(m, out / "cache", size=ps, dtype=cache_dtype, progress=progress)
     lesions = cache.lesion_table()
     folds_path = out / "folds.json"
@@ -913,6 +915,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pretrained-weights", default=None, help="local torchvision ResNet34 .pth (never downloaded)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs (merge)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--skip-invalid", action="store_true", help="continue with the valid patients when validation finds problems")
 
 
 def cli_main(args: argparse.Namespace) -> int:
@@ -925,7 +928,7 @@ def cli_main(args: argparse.Namespace) -> int:
             args.manifest, args.out, k=args.k, epochs=args.epochs, triplets=parse_triplets(args.triplets), seed=args.seed,
             batch_size=args.batch_size, image_size=args.image_size, patch_size=args.patch_size, workers=args.workers,
             shard=args.shard, device=args.device, amp=not args.no_amp, pretrained_weights=args.pretrained_weights,
-            group_size=args.group_size, progress=not args.no_progress,
+            group_size=args.group_size, progress=not args.no_progress, skip_invalid=args.skip_invalid,
         )
         print(f"{summary['cells_run']} cell(s) run, {summary['cells_skipped']} already finished, in {summary['seconds']:.1f} s -> {args.out}")
         if args.shard is not None:

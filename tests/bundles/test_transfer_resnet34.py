@@ -312,3 +312,17 @@ def test_cached_epochs_do_not_rerun_deterministic_transforms(bundle_cohort, tmp_
             dataset[i]
     assert {k: calls[k] for k in built if k != "ImageNetNormalized"} == {k: v for k, v in built.items() if k != "ImageNetNormalized"}
     assert calls["ImageNetNormalized"] == 3 * len(dataset)  # per patch, per epoch
+
+
+def test_invalid_cohort_refused_at_initialize(broken_cohort, bundle_cohort, tmp_path):
+    manifest, bad = broken_cohort
+    over = {**_common(bundle_cohort, tmp_path), "manifest": str(manifest)}
+    wf = ConfigWorkflow(config_file=str(CONFIGS / "train.json"), workflow_type="train",
+                        logging_file=str(CONFIGS / "logging.conf"), **over)
+    with pytest.raises(Exception) as err:  # MONAI wraps the expression's error
+        wf.initialize()
+    chain, e = [], err.value
+    while e is not None:
+        chain.append(str(e))
+        e = e.__cause__ or e.__context__
+    assert any(bad in m and "cannot read NIfTI file" in m for m in chain), chain

@@ -248,3 +248,19 @@ def test_variable_phase_counts(tmp_path):
     assert any(math.isnan(r.get(f"re_top_T1post{max(n_post)}", math.nan)) for r in rows)
     names = bk.model_feature_names(rows)
     assert [c for c in names if c.startswith("re_top_")] == [f"re_top_T1post{k}" for k in range(1, min(n_post) + 1)]
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True], ids=["refuse", "skip_invalid"])
+def test_invalid_cohort_refused_or_skipped(broken_cohort, tmp_path, skip_invalid):
+    from dce_monai.data.manifest import ManifestError
+    from dce_monai.workflows.results import read_predictions
+
+    manifest, bad = broken_cohort
+    if not skip_invalid:
+        with pytest.raises(ManifestError, match=rf"{bad}.*cannot read NIfTI file .*T1post2"):
+            bk.run_baseline(manifest, tmp_path / "b", k=2, progress=False)
+        assert not (tmp_path / "b" / "features.csv").exists()
+        return
+    paths = bk.run_baseline(manifest, tmp_path / "b", k=2, progress=False, skip_invalid=True, n_boot=50)
+    patients = {r["patient_id"] for r in read_predictions(paths["predictions"])}
+    assert bad not in patients and len(patients) == 5

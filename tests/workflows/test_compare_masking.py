@@ -73,3 +73,12 @@ def test_test_cohort_evaluated(tmp_path: Path) -> None:
     rows = read_predictions(tmp_path / "out" / "predictions.csv")
     test_pids = {r["patient_id"] for r in rows if r["split"] == "test"}
     assert test_pids and not test_pids & {r["patient_id"] for r in rows if r["split"] != "test"}
+
+
+def test_invalid_cohort_refused_before_training(broken_cohort, tmp_path: Path) -> None:
+    from dce_monai.data.manifest import ManifestError
+
+    manifest, bad = broken_cohort
+    with pytest.raises(ManifestError, match=rf"{bad}.*cannot read NIfTI file .*T1post2"):
+        cm.run_compare_masking(manifest, tmp_path / "c", k=2, progress=False)
+    assert not (tmp_path / "c" / "cells").exists()

@@ -364,3 +364,12 @@ def test_diverged_training_is_reported(cohort, tmp_path):
     folds = patient_folds(cache.lesion_table(), k=2, seed=0)
     with pytest.raises(ValueError, match=r"cell T2\+T1pre\+sub__fold0: the trained network gives NaN/Inf"):
         run_cells(bad, [TRIPS[0]], 0, folds, SearchSettings(epochs=1, image_size=32))
+
+
+def test_invalid_cohort_refused_before_any_work(broken_cohort, tmp_path):
+    from dce_monai.data.manifest import ManifestError
+
+    manifest, bad = broken_cohort
+    with pytest.raises(ManifestError, match=rf"{bad}.*cannot read NIfTI file .*T1post2"):
+        run_search(manifest, tmp_path / "s", k=2, epochs=1, triplets=[("T1pre", "T1post3", "sub")], progress=False)
+    assert not (tmp_path / "s" / "cache").exists()  # nothing was computed
