@@ -423,3 +423,40 @@ def loss_parts(output: Any) -> dict[str, float]:
     first = output[0] if isinstance(output, list) else output
     tags = {"loss": "train_loss", "ce": "train_ce", "dice": "train_cam_dice"}
     return {tag: float(first[k]) for k, tag in tags.items() if k in first}
+
+
+#: The bundles shipped with dce_monai (``bundles/`` next to the package).
+BUNDLES_DIR = Path(__file__).resolve().parents[2] / "bundles"
+
+
+def bundle_workflow(bundle: str | Path, configs: Sequence[str], workflow_type: str, **overrides: Any) -> Any:
+    """A ``monai.bundle.ConfigWorkflow`` of a bundle, initialised and property-checked.
+
+    What the workflows (``compare-masking``, ``demo``) use to run the bundles exactly as
+    ``python -m monai.bundle run`` would, with overrides.
+
+    Args:
+        bundle: a bundle folder, or the name of one under :data:`BUNDLES_DIR`.
+        configs: config file names in ``configs/``, merged left to right.
+        workflow_type: ``"train"`` or ``"infer"`` (MONAI's required-property sets).
+        overrides: config ids and values (``bundle_root`` defaults to the bundle folder).
+
+    Raises:
+        ValueError: the configs lack required properties of ``workflow_type``.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    bdir = Path(bundle) if Path(bundle).is_dir() else BUNDLES_DIR / str(bundle)
+    cdir = bdir / "configs"
+    files = [str(cdir / c) for c in configs]
+    overrides = {"bundle_root": str(bdir), **overrides}
+    wf = ConfigWorkflow(config_file=files if len(files) > 1 else files[0], meta_file=str(cdir / "metadata.json"),
+                        logging_file=str(cdir / "logging.conf"), workflow_type=workflow_type, **overrides)
+    wf.initialize()
+    try:
+        missing = wf.check_properties()
+    except KeyError as e:  # MONAI raises for a required property missing from the configs
+        missing = [str(e).strip("\"'")]
+    if missing:
+        raise ValueError(f"bundle {str(bdir)!r} lacks properties {missing} for {workflow_type}.")
+    return wf

@@ -36,23 +36,10 @@ VARIANTS = ("no_mask", "mask_only", "mask_guided")
 BUNDLE_DIR = Path(__file__).resolve().parents[2] / "bundles" / "breast_dce_maskguided_vgg3d"
 
 
-def _configs(*names: str) -> list[str]:
-    return [str(BUNDLE_DIR / "configs" / n) for n in names]
+def _workflow(configs: list[str], root: Path, workflow_type: str, overrides: dict[str, Any]) -> Any:
+    from dce_monai.workflows.bundle_utils import bundle_workflow
 
-
-def _workflow(files: list[str], root: Path, workflow_type: str, overrides: dict[str, Any]) -> Any:
-    from monai.bundle import ConfigWorkflow
-
-    wf = ConfigWorkflow(
-        config_file=files if len(files) > 1 else files[0], meta_file=str(BUNDLE_DIR / "configs" / "metadata.json"),
-        logging_file=str(BUNDLE_DIR / "configs" / "logging.conf"), workflow_type=workflow_type,
-        bundle_root=str(root), **overrides,
-    )
-    wf.initialize()
-    missing = wf.check_properties()
-    if missing:
-        raise ValueError(f"bundle {str(BUNDLE_DIR)!r} lacks properties {missing} for {workflow_type}.")
-    return wf
+    return bundle_workflow(BUNDLE_DIR, configs, workflow_type, **{"bundle_root": str(root), **overrides})
 
 
 def _attention_fraction(wf: Any, cam_dir: Path | None = None, n_png: int = 2, title: str = "") -> float:
@@ -127,7 +114,7 @@ def run_cell(
         parts = fold_split(recs, read_folds(folds), int(fold))
         split_lists = {"train": parts["train"], "test": parts["test"]}
         base = {**base, "train#datalist": split_lists["train"], "validate#datalist": split_lists["test"]}
-    wf = _workflow(_configs("train.json"), root, "train", base)
+    wf = _workflow(["train.json"], root, "train", base)
     wf.run()
     wf.finalize()
     record: dict[str, Any] = {"variant": variant, "fold": int(fold)}
@@ -135,7 +122,7 @@ def run_cell(
     for split, bundle_split in splits:
         pred = root / f"predictions_{split}.csv"
         extra = {"validate#datalist": test_records if split == "test" else split_lists[bundle_split]} if test_records else {}
-        inf = _workflow(_configs("train.json", "inference.json"), root, "infer",
+        inf = _workflow(["train.json", "inference.json"], root, "infer",
                         {**base, "split": bundle_split, "predictions_split": split, "predictions_file": str(pred),
                          "experiment": "compare_masking", **extra})
         inf.run()

@@ -50,41 +50,25 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
 }
 STEPS = tuple(DEMO_SETTINGS)
 
-_BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
-
-
 def _say(text: str) -> None:
     print(f"[demo] {text}", flush=True)
 
 
-def _bundle_workflow(name: str, configs: list[str], workflow_type: str, **overrides: Any) -> Any:
-    """A ``monai.bundle.ConfigWorkflow`` of one of our bundles, initialised and property-checked."""
-    from monai.bundle import ConfigWorkflow
-
-    cdir = _BUNDLES / name / "configs"
-    files = [str(cdir / c) for c in configs]
-    wf = ConfigWorkflow(config_file=files if len(files) > 1 else files[0], meta_file=str(cdir / "metadata.json"),
-                        logging_file=str(cdir / "logging.conf"), workflow_type=workflow_type, **overrides)
-    wf.initialize()
-    missing = wf.check_properties()
-    if missing:
-        raise ValueError(f"bundle {name!r} lacks properties {missing} for {workflow_type}.")
-    return wf
-
-
 def _transfer_bundle(out: Path, manifest: Path, folds: Path, seed: int) -> dict[str, Any]:
     """Seed 1 bundle: train (resumable), evaluate and infer on the held-out fold 0."""
+    from dce_monai.workflows.bundle_utils import bundle_workflow
+
     s = DEMO_SETTINGS["transfer_resnet34"]
     root = out / "transfer_resnet34"
-    common = {"bundle_root": str(_BUNDLES / "breast_dce_transfer_resnet34"), "manifest": str(manifest), "folds": str(folds),
+    common = {"manifest": str(manifest), "folds": str(folds),
               "fold": 0, "seed": seed, "output_dir": str(root / "train"), "ckpt_dir": str(root / "models"),
               "validate_data": False,  # validated in the folds step
               "patch_size": s["patch_size"], "batch_size": s["batch_size"]}
-    wf = _bundle_workflow("breast_dce_transfer_resnet34", ["train.json"], "train", max_epochs=s["max_epochs"], **common)
+    wf = bundle_workflow("breast_dce_transfer_resnet34", ["train.json"], "train", max_epochs=s["max_epochs"], **common)
     wf.run()
     metrics = {k: float(v) for k, v in wf.evaluator.state.metrics.items() if isinstance(v, (int, float))}
     wf.finalize()
-    inf = _bundle_workflow("breast_dce_transfer_resnet34", ["inference.json"], "infer",
+    inf = bundle_workflow("breast_dce_transfer_resnet34", ["inference.json"], "infer",
                            **{**common, "output_dir": str(root / "inference"), "split": "test", "predictions_split": "val"})
     inf.run()
     inf.finalize()

@@ -326,3 +326,11 @@ def test_invalid_cohort_refused_at_initialize(broken_cohort, bundle_cohort, tmp_
         chain.append(str(e))
         e = e.__cause__ or e.__context__
     assert any(bad in m and "cannot read NIfTI file" in m for m in chain), chain
+
+
+def test_bundle_workflow_by_name_and_missing_properties(bundle_cohort, tmp_path):
+    over = {k: v for k, v in _common(bundle_cohort, tmp_path).items() if k != "bundle_root"}
+    wf = bu.bundle_workflow("breast_dce_transfer_resnet34", ["train.json"], "train", **over)
+    assert Path(wf.parser["bundle_root"]) == BUNDLE and wf.parser.get_parsed_content("max_epochs") == 30
+    with pytest.raises(ValueError, match=r"lacks properties .*trainer.* for train"):
+        bu.bundle_workflow(BUNDLE, ["inference.json"], "train", **over)
