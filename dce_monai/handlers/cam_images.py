@@ -125,7 +125,7 @@ class CamImageHandler:
             self._first = {k: b[k][: self.max_images] for k in ("image", "label", "mask") if k in b}
         elif isinstance(b, list) and b and isinstance(b[0], dict):  # MONAI engines decollate the batch
             items = b[: self.max_images]
-            self._first = {k: torch.stack([torch.as_tensor(it[k]).reshape(torch.as_tensor(it[k]).shape or (1,)) for it in items])
+            self._first = {k: torch.stack([torch.atleast_1d(torch.as_tensor(it[k])) for it in items])
                            for k in ("image", "label", "mask") if k in items[0]}
 
     def __call__(self, engine: Engine) -> None:

@@ -30,16 +30,16 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["BUNDLE_DIR", "VARIANTS", "add_cli_arguments", "cli_main", "run_cell", "run_compare_masking", "summarize_cells"]
+__all__ = ["BUNDLE", "VARIANTS", "add_cli_arguments", "cli_main", "run_cell", "run_compare_masking", "summarize_cells"]
 
 VARIANTS = ("no_mask", "mask_only", "mask_guided")
-BUNDLE_DIR = Path(__file__).resolve().parents[2] / "bundles" / "breast_dce_maskguided_vgg3d"
+BUNDLE = "breast_dce_maskguided_vgg3d"  # under dce_monai.workflows.bundle_utils.BUNDLES_DIR
 
 
 def _workflow(configs: list[str], root: Path, workflow_type: str, overrides: dict[str, Any]) -> Any:
     from dce_monai.workflows.bundle_utils import bundle_workflow
 
-    return bundle_workflow(BUNDLE_DIR, configs, workflow_type, **{"bundle_root": str(root), **overrides})
+    return bundle_workflow(BUNDLE, configs, workflow_type, **{"bundle_root": str(root), **overrides})
 
 
 def _attention_fraction(wf: Any, cam_dir: Path | None = None, n_png: int = 2, title: str = "") -> float:

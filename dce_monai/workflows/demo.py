@@ -125,9 +125,8 @@ def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 
         ValueError: an unknown step name; the cohort failing validation.
     """
     from dce_monai.data.folds import patient_folds, write_folds
-    from dce_monai.data.manifest import load_manifest
     from dce_monai.data.phantom import generate_cohort
-    from dce_monai.data.validate import validate_cohort
+    from dce_monai.data.validate import require_valid
 
     bad = [s for s in steps if s not in STEPS]
     if bad:
@@ -145,10 +144,7 @@ def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 
         return {"patients": patients}
 
     def validate_and_fold() -> dict[str, Any]:
-        man = load_manifest(manifest_path)
-        report = validate_cohort(man)
-        if not report.ok:
-            raise ValueError(f"demo cohort failed validation:\n{report}")
+        man = require_valid(manifest_path)  # the check every workflow runs first
         lesions = man.to_datalist(level="lesion")
         write_folds(patient_folds(lesions, k=k, seed=seed), folds_path, k=k, seed=seed)
         return {"n_patients": len(man.patients), "n_lesions": len(lesions),

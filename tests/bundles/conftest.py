@@ -36,3 +36,27 @@ def bundle_cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folds = patient_folds(datalist, k=2, seed=0)
     folds_path = write_folds(folds, root / "folds.json", seed=0, k_requested=2)
     return {"root": root, "manifest": Path(manifest), "folds": folds_path}
+
+
+@pytest.fixture(scope="session")
+def run_multi_gpu_train():
+    """``run(configs_dir, overrides, timeout)``: see :func:`_run_multi_gpu_train`."""
+    return _run_multi_gpu_train
+
+
+def _run_multi_gpu_train(configs: Path, overrides: dict[str, object], timeout: int = 240) -> None:
+    """Run ``train.json`` + ``multi_gpu_train.json`` of a bundle under ``torchrun`` with 2 gloo
+    processes on CPU, the way the bundle docs show, and fail with the processes' output tail."""
+    import os
+    import subprocess
+    import sys
+
+    files = f"['{configs / 'train.json'}','{configs / 'multi_gpu_train.json'}']"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+            "-m", "monai.bundle", "run", "--config_file", files, "--logging_file", str(configs / "logging.conf"),
+            "--dist_backend", "gloo"]
+    for k, v in overrides.items():
+        args += [f"--{k}", str(v)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    r = subprocess.run(args, check=False, capture_output=True, text=True, timeout=timeout, env=env)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]

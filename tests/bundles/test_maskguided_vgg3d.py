@@ -220,22 +220,10 @@ def test_cached_epochs_do_not_rerun_mask_making(bundle_cohort: dict, tmp_path: P
     assert calls["RandAugment34d"] == 3 * n
 
 
-def test_multi_gpu_config_with_two_gloo_processes(bundle_cohort: dict, tmp_path: Path) -> None:
+def test_multi_gpu_config_with_two_gloo_processes(bundle_cohort: dict, tmp_path: Path, run_multi_gpu_train) -> None:  # type: ignore[no-untyped-def]
     """``torchrun`` with 2 gloo processes runs the mask-guided variant; rank 0 alone writes."""
-    import os
-    import subprocess
-    import sys
-
-    configs = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-            "-m", "monai.bundle", "run", "--config_file", configs, "--meta_file", META,
-            "--logging_file", str(CONFIGS / "logging.conf"), "--bundle_root", str(tmp_path), "--dist_backend", "gloo",
-            "--variant", "mask_guided", "--manifest", str(bundle_cohort["manifest"]), "--folds", str(bundle_cohort["folds"])]
-    for k, v in TINY.items():
-        args += [f"--{k}", str(v)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    r = subprocess.run(args, check=False, capture_output=True, text=True, timeout=240, env=env)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    run_multi_gpu_train(CONFIGS, {"meta_file": META, "bundle_root": tmp_path, "variant": "mask_guided",
+                                  "manifest": bundle_cohort["manifest"], "folds": bundle_cohort["folds"], **TINY})
     assert (tmp_path / "models" / "model.pt").is_file()
     assert sorted(p.name for p in (tmp_path / "eval" / "train_state").glob("*.pt")) == ["checkpoint_epoch=1.pt"]
     assert not any(k.startswith("module.") for k in torch.load(tmp_path / "models" / "model.pt", weights_only=True))

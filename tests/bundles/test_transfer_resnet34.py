@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -137,15 +136,8 @@ def test_same_seed_same_metrics(bundle_cohort, tmp_path):
     assert runs[0] == runs[1]
 
 
-def test_multi_gpu_config_with_two_gloo_processes(bundle_cohort, tmp_path):
-    configs = f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']"
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
-            "-m", "monai.bundle", "run", "--config_file", configs, "--logging_file", str(CONFIGS / "logging.conf")]
-    for k, v in _common(bundle_cohort, tmp_path, max_epochs=1, dist_backend="gloo").items():
-        args += [f"--{k}", str(v)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    r = subprocess.run(args, check=False, capture_output=True, text=True, timeout=180, env=env)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+def test_multi_gpu_config_with_two_gloo_processes(bundle_cohort, tmp_path, run_multi_gpu_train):
+    run_multi_gpu_train(CONFIGS, _common(bundle_cohort, tmp_path, max_epochs=1), timeout=180)
     assert (tmp_path / "models" / "model.pt").is_file()
     assert sorted(p.name for p in (tmp_path / "out" / "train_state").glob("*.pt")) == ["checkpoint_epoch=1.pt"]
     state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
