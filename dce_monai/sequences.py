@@ -28,6 +28,7 @@ __all__ = [
     "post_index",
     "post_name",
     "sort_sequences",
+    "source_sequences",
     "triplets",
     "validate_sequence_names",
 ]
@@ -103,6 +104,25 @@ def validate_sequence_names(names: Sequence[str], what: str = "sequence names") 
 def sort_sequences(names: Sequence[str]) -> list[str]:
     """Sort names into canonical order: T2, T1pre, T1post1..k (numerically), sub."""
     return sorted(validate_sequence_names(names), key=_rank)
+
+
+def source_sequences(channels: Sequence[str]) -> list[str]:
+    """Sequences to read from files to build ``channels``.
+
+    The channels without ``sub``, plus ``T1pre`` (the intensity reference of every T1
+    channel) and ``T1post1`` (``sub = T1post1 - T1pre``) where needed.
+
+    Example:
+        >>> source_sequences(["T1pre", "T1post3", "sub"])
+        ['T1pre', 'T1post3', 'T1post1']
+    """
+    names = validate_sequence_names(channels, "channels")
+    need = [s for s in names if s != SUB]
+    extra = ([PRE] if any(s != T2 for s in names) else []) + ([post_name(1)] if SUB in names else [])
+    for s in extra:
+        if s not in need:
+            need.append(s)
+    return need
 
 
 def triplets(channels: Sequence[str] = SEQUENCES) -> Iterator[tuple[str, str, str]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_cli_arguments", "cli_main", "fold_split", "patient_folds", "read_folds", "write_folds"]
+__all__ = ["add_cli_arguments", "check_fold_classes", "cli_main", "fold_split", "patient_folds", "read_folds", "write_folds"]
 
 
 def patient_folds(
@@ -153,6 +153,49 @@ def fold_split(
     return {"train": train, "val": val, "test": test}
 
 
+def check_fold_classes(
+    records: Sequence[dict[str, Any]],
+    folds: Sequence[Sequence[str]],
+    label: str = "label",
+    group_key: str = "patient_id",
+    source: str = "folds",
+) -> None:
+    """Refuse folds in which a held-out fold or its training part holds one class only.
+
+    A one-class test fold has no AUC and a one-class training set cannot learn a classifier;
+    either would only be found after a full epoch of training. Called by every workflow and
+    both bundles before any training starts.
+
+    Args:
+        records: datalist entries with ``group_key`` and ``label``.
+        folds: lists of patient ids.
+        label: class key of each record.
+        group_key: key naming the patient of each record.
+        source: name of the folds (file) used in the message.
+
+    Raises:
+        ValueError: naming the fold, the part (``test`` or ``train``), the class found and
+            the number of records, and how to fix it.
+
+    Example:
+        >>> recs = [{"patient_id": "P0", "label": 0}, {"patient_id": "P1", "label": 1}]
+        >>> check_fold_classes(recs, [["P0"], ["P1"]])
+        Traceback (most recent call last):
+        ...
+        ValueError: folds: fold 0: the test part holds one class only (label 0, 1 record(s)); ...
+    """
+    for i, fold in enumerate(folds):
+        ids = set(fold)
+        for part, rows in (("test", [r for r in records if r[group_key] in ids]), ("train", [r for r in records if r[group_key] not in ids])):
+            classes = sorted({int(r[label]) for r in rows})
+            if rows and len(classes) < 2:
+                raise ValueError(
+                    f"{source}: fold {i}: the {part} part holds one class only (label {classes[0]}, {len(rows)} record(s)); "
+                    "no AUC can be computed and no classifier trained. Write new folds with fewer folds "
+                    "(dce-monai folds --k) or choose another target."
+                )
+
+
 def write_folds(folds: Sequence[Sequence[str]], path: str | Path, **info: Any) -> Path:
     """Write folds as JSON ``{"k": k, "folds": [[ids...], ...], ...info}``.
 
@@ -222,7 +265,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "lesion (a patient's stratum is its maximum lesion label; patients without lesions are left "
         "out and listed); default patient",
     )
-    parser.add_argument("--label", default="malignant", help="label to stratify by (default malignant)")
+    parser.add_argument("--label", default=None, help="label to stratify by (default: the manifest's target, else malignant)")
     parser.add_argument(
         "--skip-missing-labels", action="store_true", help="leave out cases without the label (they are listed)"
     )
@@ -243,12 +286,14 @@ def cli_main(args: argparse.Namespace) -> int:
         level=args.level, label=args.label, skip_missing_labels=args.skip_missing_labels, report=report
     )
     if report.get("skipped"):
-        print(f"{len(report['skipped'])} case(s) without label {args.label!r} left out: {report['skipped']}")
+        print(f"{len(report['skipped'])} case(s) without label {args.label or manifest.target!r} left out: {report['skipped']}")
     if args.level == "lesion":
         no_lesion = [p["patient_id"] for p in manifest.patients if not p["lesions"]]
         if no_lesion:
             print(f"{len(no_lesion)} patient(s) without lesions are in no fold: {no_lesion}")
     folds = patient_folds(records, k=args.k, seed=args.seed)
-    write_folds(folds, args.out, seed=args.seed, level=args.level, label=args.label, manifest=str(args.manifest))
+    label = manifest.target if args.label is None else args.label
+    check_fold_classes(records, folds, source=str(args.out))
+    write_folds(folds, args.out, seed=args.seed, level=args.level, label=label, manifest=str(args.manifest))
     print(f"{args.k} folds of {sum(map(len, folds))} patients written to {args.out}")
     return 0

@@ -51,8 +51,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Patient labels with a fixed meaning; manifests may carry others (``hr``, ``recurrence_5y``, ...).
 PATIENT_LABELS = ("her2", "er", "pr", "pcr", "recurrence_event", "malignant")
 LESION_LABELS = ("malignant",)
+#: Target of a manifest that names none (seed 1's lesion malignancy).
+DEFAULT_TARGET = "malignant"
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,21 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": "1.0", "dataset": self.dataset, "patients": self.patients}
 
+    @property
+    def target(self) -> str:
+        """The endpoint this cohort is trained on (``dataset.target``; default ``malignant``)."""
+        return str(self.dataset.get("target", DEFAULT_TARGET))
+
+    @property
+    def register_phases(self) -> bool:
+        """Whether pipelines should register post-contrast phases to T1pre (``dataset.register_phases``)."""
+        return bool(self.dataset.get("register_phases", False))
+
+    def labels_available(self) -> list[str]:
+        """Label names that can be a target: ``malignant`` plus every patient label in the manifest."""
+        names = {DEFAULT_TARGET} | {k for p in self.patients for k in p.get("labels", {})}
+        return sorted(names)
+
     def resolve(self, rel: str) -> str:
         """Absolute path string of a manifest path."""
         p = Path(rel)
@@ -235,7 +253,7 @@ class Manifest:
         self,
         level: str = "lesion",
         sequences: Sequence[str] | None = None,
-        label: str = "malignant",
+        label: str | None = None,
         cohort: str | None = None,
         skip_missing_labels: bool = False,
         report: dict[str, Any] | None = None,
@@ -247,9 +265,11 @@ class Manifest:
                 ``"patient"`` (one dict per patient: whole-volume work).
             sequences: sequence names to include (default: all of each patient's sequences);
                 a requested sequence a patient lacks is an error naming both.
-            label: target written to ``"label"``: ``malignant`` (lesion label at lesion level;
-                at patient level, the patient's ``malignant`` or any malignant lesion) or a
-                patient label (``her2``, ``pcr``, ``recurrence_event``, ...).
+            label: target written to ``"label"`` (default: the manifest's target,
+                :attr:`target`): ``malignant`` (lesion label at lesion level; at patient level,
+                the patient's ``malignant`` or any malignant lesion) or a patient label
+                (``her2``, ``pcr``, ``recurrence_event``, ...; at lesion level every lesion of
+                the patient carries it).
             cohort: keep only patients of this ``cohort`` (e.g. ``"train"``).
             skip_missing_labels: skip entries whose target is missing instead of raising;
                 the ids go into ``report`` and a warning with their count is logged (never
@@ -260,6 +280,11 @@ class Manifest:
             List of dicts with ``patient_id``, ``label``, each sequence name -> absolute path,
             ``label_map`` / ``breast_mask`` paths if present, ``acquisition_times_s``; lesion
             level adds ``lesion_id``, ``label_value`` and ``mask`` (a lesion's own mask path).
+            A lesion given by its own ``mask`` (MAMA-MIA's expert segmentation, the
+            ``generic`` importer), no ``label_value`` and no exam ``label_map`` gets ``label_map`` = its mask and
+            ``label_value`` = 1, so every workflow reads lesions one way and no label map
+            file has to be written; at patient level a patient whose only lesion has a mask
+            gets that mask as ``label_map`` likewise.
 
         Raises:
             ValueError: unknown ``level``/``label``/``cohort``, a missing sequence or a
@@ -272,8 +297,10 @@ class Manifest:
         """
         if level not in ("lesion", "patient"):
             raise ValueError(f"level must be 'lesion' or 'patient', got {level!r}.")
-        if label not in PATIENT_LABELS + ("recurrence_days",):
-            raise ValueError(f"label must be one of {PATIENT_LABELS + ('recurrence_days',)}, got {label!r}.")
+        label = self.target if label is None else label
+        known = self.labels_available()
+        if label not in known:
+            raise ValueError(f"label must be one of the manifest's labels {known}, got {label!r}.")
         seqs = validate_sequence_names(sequences, "sequences") if sequences is not None else None
         if cohort is not None:
             cohorts = sorted({p["cohort"] for p in self.patients if "cohort" in p})
@@ -299,6 +326,8 @@ class Manifest:
             for key in ("label_map", "breast_mask"):
                 if key in exam:
                     base[key] = self.resolve(exam[key])
+            if level == "patient" and "label_map" not in base and len(p["lesions"]) == 1 and "mask" in p["lesions"][0]:
+                base["label_map"], base["label_value"] = self.resolve(p["lesions"][0]["mask"]), 1
             if "acquisition_times_s" in exam:
                 base["acquisition_times_s"] = {k: exam["acquisition_times_s"][k] for k in names if k in exam["acquisition_times_s"]}
             if "cohort" in p:
@@ -330,6 +359,8 @@ class Manifest:
                     d["label_value"] = les["label_value"]
                 if "mask" in les:
                     d["mask"] = self.resolve(les["mask"])
+                    if "label_value" not in les and "label_map" not in exam:  # its own mask is its label map, value 1
+                        d["label_map"], d["label_value"] = d["mask"], 1
                 out.append(d)
         if report is not None:
             report["skipped"] = skipped

@@ -421,11 +421,16 @@ def _extract(datalist: Sequence[Mapping[str, Any]], cache_csv: Path, top_fractio
         check_same_grid({k: loaded[k] for k in keys}, case)
         image = torch.cat([loaded[k].as_tensor().float() for k in [PRE, *posts]])
         image = MetaTensor(image, affine=loaded[PRE].affine.clone())
-        lm = loaded["label_map"].as_tensor()
+        label_maps = {d0["label_map"]: loaded["label_map"]}  # lesions given by their own masks each have one
         for d in todo:
             lcase = f"patient {pid!r} lesion {d['lesion_id']!r}"
             if d.get("label_value") is None:
                 raise ValueError(f"{lcase}: no 'label_value' in the datalist entry; the lesion mask is label_map == label_value.")
+            if d["label_map"] not in label_maps:
+                lmd = EnsureChannelFirstd(["label_map"])(LoadImaged(["label_map"], image_only=True)({"label_map": d["label_map"]}))
+                check_same_grid({PRE: loaded[PRE], "label_map": lmd["label_map"]}, lcase)
+                label_maps[d["label_map"]] = lmd["label_map"]
+            lm = label_maps[d["label_map"]].as_tensor()
             mask = (lm == int(d["label_value"])).to(torch.uint8)
             if not bool(mask.any()):
                 present = sorted(int(v) for v in torch.unique(lm).tolist() if v != 0)
@@ -590,7 +595,7 @@ def run_baseline(
     out_dir: str | Path,
     k: int = 5,
     seed: int = 0,
-    label: str = "malignant",
+    label: str | None = None,
     folds_file: str | Path | None = None,
     n_boot: int = 1000,
     top_fraction: float = 0.1,
@@ -605,7 +610,7 @@ def run_baseline(
         out_dir: output folder (created).
         k: number of patient-wise folds (ignored with ``folds_file``).
         seed: fold and model seed (same ``k``/``seed`` as the deep workflows: same folds).
-        label: ``malignant``, ``her2`` or ``recurrence_event``; lesions whose patient lacks it are
+        label: the target (default: the manifest's target); lesions whose patient lacks it are
             skipped and listed.
         folds_file: folds JSON (from ``dce-monai folds``) instead of computing them.
         n_boot: bootstrap resamples of the AUC CI.
@@ -619,27 +624,28 @@ def run_baseline(
         Paths: ``features``, ``folds``, ``predictions``, ``table_csv``, ``table_md``, ``run``.
 
     Raises:
-        ValueError: unknown label, bad k, too few patients per class, unusable folds.
+        ValueError: a label the manifest does not have, bad k, too few patients per class,
+            unusable folds or a fold with one class.
         FileNotFoundError: manifest or folds file missing.
 
     Example:
         >>> run_baseline("cohort/manifest.json", "runs/baseline", k=5)["table_md"]  # doctest: +SKIP
     """
     t0 = time.perf_counter()
-    label = _option(label, LABELS, "label")
     with limit_threads(threads):
         return _run(manifest, Path(out_dir), k, seed, label, folds_file, n_boot, top_fraction, progress, t0, skip_invalid)
 
 
-def _run(manifest: str | Path, out: Path, k: int, seed: int, label: str, folds_file: str | Path | None, n_boot: int, top_fraction: float, progress: bool, t0: float,
+def _run(manifest: str | Path, out: Path, k: int, seed: int, label: str | None, folds_file: str | Path | None, n_boot: int, top_fraction: float, progress: bool, t0: float,
          skip_invalid: bool = False) -> dict[str, Path]:
-    from dce_monai.data.folds import patient_folds, read_folds, write_folds
+    from dce_monai.data.folds import check_fold_classes, patient_folds, read_folds, write_folds
     from dce_monai.data.validate import require_valid
     from dce_monai.workflows.results import summarize, write_predictions, write_table
 
     out.mkdir(parents=True, exist_ok=True)
     m = require_valid(manifest, skip_invalid=skip_invalid)  # every problem listed before any work
     report: dict[str, Any] = {}
+    label = m.target if label is None else label
     dl = m.to_datalist(level="lesion", label=label, skip_missing_labels=True, report=report)
     if report.get("skipped") and progress:
         print(f"[baseline-kinetics] {len(report['skipped'])} lesion(s) without label {label!r} left out: {report['skipped']}")
@@ -649,6 +655,7 @@ def _run(manifest: str | Path, out: Path, k: int, seed: int, label: str, folds_f
         folds = read_folds(folds_file)
     else:
         folds = patient_folds(dl, k=k, seed=seed)
+    check_fold_classes(dl, folds, source=str(folds_file or out / "folds.json"))
     folds_path = write_folds(folds, out / "folds.json", seed=seed, label=label, manifest=str(manifest))
     rows = extract_features(dl, out / "features.csv", top_fraction=top_fraction, progress=progress)
     names = model_feature_names(rows)
@@ -675,7 +682,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (features.csv, predictions.csv, baseline_kinetics_table.md)")
     parser.add_argument("--k", type=int, default=5, help="patient-wise folds (default 5; same k and seed as the deep models)")
     parser.add_argument("--seed", type=int, default=0, help="fold and model seed (default 0)")
-    parser.add_argument("--label", default="malignant", help=f"target, one of {', '.join(LABELS)} (default malignant)")
+    parser.add_argument("--label", default=None, help="target (default: the manifest's target, else malignant)")
     parser.add_argument("--folds", default=None, help="folds JSON (dce-monai folds) instead of --k/--seed")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the AUC CI (default 1000)")
     parser.add_argument("--skip-invalid", action="store_true", help="continue with the valid patients when validation finds problems")

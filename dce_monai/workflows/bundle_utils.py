@@ -28,7 +28,7 @@ from ignite.engine import Engine, Events
 from monai.data import Dataset
 from monai.utils import look_up_option
 
-from dce_monai.data.folds import fold_split, read_folds
+from dce_monai.data.folds import check_fold_classes, fold_split, read_folds
 from dce_monai.data.manifest import load_manifest
 from dce_monai.metrics.aggregation import aggregate_by_lesion
 from dce_monai.workflows.results import write_predictions
@@ -50,7 +50,7 @@ def fold_datalist(
     fold: int = 0,
     split: str = "train",
     level: str = "lesion",
-    label: str = "malignant",
+    label: str | None = None,
     val_fraction: float = 0.0,
     seed: int = 0,
 ) -> list[dict[str, Any]]:
@@ -67,7 +67,7 @@ def fold_datalist(
         fold: index of the held-out fold, in ``[0, k)``.
         split: ``"train"``, ``"val"``, ``"test"`` or ``"all"``.
         level: ``"lesion"`` or ``"patient"`` records.
-        label: manifest label used as the class target.
+        label: manifest label used as the class target (default: the manifest's target).
         val_fraction: share of training patients moved to ``val``.
         seed: seed of the ``val`` draw.
 
@@ -76,7 +76,8 @@ def fold_datalist(
 
     Raises:
         ValueError: unknown ``split``, ``fold`` out of range, no folds file for a fold split,
-            or an empty split.
+            an empty split, or a fold whose test or training part holds one class only
+            (checked for every fold before any training starts).
 
     Example:
         >>> fold_datalist("cohort/manifest.json", "cohort/folds.json", fold=0, split="test")  # doctest: +SKIP
@@ -90,6 +91,7 @@ def fold_datalist(
     fold_lists = read_folds(folds)
     if not 0 <= int(fold) < len(fold_lists):
         raise ValueError(f"fold must be in [0, {len(fold_lists)}) for {str(folds)!r}, got {fold!r}.")
+    check_fold_classes(records, fold_lists, source=str(folds))
     parts = fold_split(records, fold_lists, int(fold), val_fraction=val_fraction, seed=seed)
     out = parts.get(split, [])
     if not out:

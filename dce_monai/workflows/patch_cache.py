@@ -39,7 +39,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai.utils import look_up_option
 
 from dce_monai.data.manifest import Manifest, load_manifest
-from dce_monai.sequences import PRE, SEQUENCES, SUB, post_name, validate_sequence_names
+from dce_monai.sequences import PRE, SEQUENCES, SUB, source_sequences, validate_sequence_names
 from dce_monai.transforms import (
     LesionPatchesd,
     ScaleIntensityDCEd,
@@ -137,13 +137,8 @@ def _settings(
 
 
 def files_needed(seqs: Sequence[str]) -> list[str]:
-    """Files to load: the requested sequences without ``sub``, plus T1pre (scale reference) and T1post1 (for ``sub``)."""
-    need = [s for s in seqs if s != SUB]
-    extra = ([PRE] if any(s != "T2" for s in seqs) else []) + ([post_name(1)] if SUB in seqs else [])
-    for s in extra:  # T1pre is the scale reference of every T1 channel; sub needs T1pre and T1post1
-        if s not in need:
-            need.append(s)
-    return need
+    """Files to load for ``seqs`` (see :func:`dce_monai.sequences.source_sequences`)."""
+    return source_sequences(seqs)
 
 
 def cache_key(manifest: Manifest, settings: dict[str, Any]) -> str:
@@ -258,6 +253,8 @@ def build_patch_cache(
     for pid, lesions in tqdm(by_patient.items(), desc="patch cache", unit="patient", disable=not progress):
         first = lesions[0]
         pdict = {k: v for k, v in first.items() if k not in ("lesion_id", "label", "label_value", "mask")}
+        if "mask" in first and first.get("label_map") == first["mask"]:  # a lesion's own mask, not a shared label map
+            pdict.pop("label_map", None)
         pdict = pipe(pdict)
         for les in lesions:
             d: dict[Hashable, Any] = {
@@ -265,7 +262,7 @@ def build_patch_cache(
             }
             if "label_map" in pdict:
                 d["label_map"] = pdict["label_map"]
-            if "label_value" in les:  # a validated manifest has label_map with label_value, or a lesion mask
+            if "mask" not in les:  # a validated manifest has label_map with label_value, or a lesion mask
                 d["label_value"] = les["label_value"]
             else:
                 d["mask"] = mask_loader({"mask": les["mask"], "patient_id": pid, "lesion_id": les["lesion_id"]})["mask"]

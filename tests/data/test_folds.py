@@ -153,3 +153,30 @@ def test_folds_cli_levels(tmp_path, capsys):
     assert main(args) == 0
     assert "1 case(s) without label 'her2' left out: ['P7']" in capsys.readouterr().out
     assert sorted(p for f in read_folds(out) for p in f) == [f"P{i}" for i in range(7)]
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        ({"P0": 0, "P1": 0, "P2": 1, "P3": 1}, r"f.json: fold 0: the test part holds one class only \(label 0, 2 record\(s\)\)"),
+        ({"P0": 0, "P1": 1, "P2": 1, "P3": 1}, r"f.json: fold 0: the train part holds one class only \(label 1, 2 record\(s\)\)"),
+        ({"P0": 1, "P1": 0, "P2": 0, "P3": 1}, None),
+    ],
+)
+def test_check_fold_classes_names_the_fold(labels, match):
+    from dce_monai.data.folds import check_fold_classes
+
+    recs = [{"patient_id": p, "label": y} for p, y in labels.items()]
+    if match is None:
+        check_fold_classes(recs, [["P0", "P1"], ["P2", "P3"]], source="f.json")
+        return
+    with pytest.raises(ValueError, match=match):
+        check_fold_classes(recs, [["P0", "P1"], ["P2", "P3"]], source="f.json")
+
+
+def test_check_fold_classes_train_part():
+    from dce_monai.data.folds import check_fold_classes
+
+    recs = [{"patient_id": "P0", "label": 0}, {"patient_id": "P1", "label": 1}, {"patient_id": "P2", "label": 1}]
+    with pytest.raises(ValueError, match=r"fold 0: the test part holds one class only"):
+        check_fold_classes(recs, [["P0"], ["P1", "P2"]])

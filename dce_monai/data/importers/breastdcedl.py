@@ -167,7 +167,7 @@ def breastdcedl_manifest(
         )
     data = {
         "schema_version": "1.0",
-        "dataset": {"name": "BreastDCEDL", "license": "CC BY 4.0", "source": "doi:10.5281/zenodo.15627233"},
+        "dataset": {"name": "BreastDCEDL", "license": "CC BY 4.0", "source": "doi:10.5281/zenodo.15627233", "register_phases": True},
         "patients": patients,
     }
     return data, skipped

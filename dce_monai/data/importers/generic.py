@@ -87,4 +87,4 @@ def generic_manifest(mapping_csv: str | Path, check_files: bool = True) -> dict[
             exam["sequences"][seq] = rel
             if row.get("time_s", "").strip():
                 exam.setdefault("acquisition_times_s", {})[seq] = float(row["time_s"])
-    return {"schema_version": "1.0", "dataset": {"name": f"import of {mapping_csv.name}"}, "patients": list(patients.values())}
+    return {"schema_version": "1.0", "dataset": {"name": f"import of {mapping_csv.name}", "register_phases": True}, "patients": list(patients.values())}

@@ -102,9 +102,12 @@ def test_breastdcedl_cli(tmp_path, capsys):
     assert "no --image-root: no manifest written" in text and not out.exists()
     for k in range(4):
         _nii(tmp_path / "img" / "A" / f"A_vis1_acq{k}.nii.gz")
-    assert main(["import", "breastdcedl", str(csv), "--image-root", str(tmp_path / "img"), "--out", str(out)]) == 0
+    assert main(["import", "breastdcedl", str(csv), "--image-root", str(tmp_path / "img"), "--out", str(out)]) == 2
+    assert "import breastdcedl: --target is required" in capsys.readouterr().err
+    assert main(["import", "breastdcedl", str(csv), "--image-root", str(tmp_path / "img"), "--target", "pcr", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "1 patient(s) written" in text and "skipped B: 3 image file(s) missing" in text
-    dl = load_manifest(out).to_datalist(level="patient", label="pcr")
+    assert "1 patient(s) written" in text and "(target 'pcr')" in text and "skipped B: 3 image file(s) missing" in text
+    assert load_manifest(out).target == "pcr"
+    dl = load_manifest(out).to_datalist(level="patient")
     assert Path(dl[0]["T1post3"]).is_file() and dl[0]["label"] == 1  # paths rebased to the image root
     assert json.loads(out.read_text())["dataset"]["name"] == "BreastDCEDL"

@@ -74,3 +74,26 @@ def test_generic_unknown_sequence_caught_on_save(tmp_path, capsys):
     assert main(["import", "generic", str(m), "--out", str(tmp_path / "m.json")]) == 2
     assert "patient 'P1' field 'exam.sequences': unknown sequence name 'DWI'" in capsys.readouterr().err
     assert generic_manifest(tmp_path / "map.csv", check_files=False)["patients"][0]["patient_id"] == "P1"
+
+
+def test_generic_patient_target_from_clinical_table(tmp_path, capsys):
+    rows = []
+    for pid in ("P1", "P2", "P3"):
+        for name in ("pre", "p1", "m"):
+            _nii(tmp_path / f"{pid}_{name}.nii.gz")
+        rows.append(f"{pid},T1pre,{pid}_pre.nii.gz,0,,,\n{pid},T1post1,{pid}_p1.nii.gz,90,,,\n{pid},lesion,{pid}_m.nii.gz,,,,1\n")
+    m = tmp_path / "map.csv"
+    m.write_text(HEADER + "".join(rows))
+    clinical = tmp_path / "clinical.csv"
+    clinical.write_text("Patient ID,HER2\nP1,1\nP2,0\nP3,\n")
+    out = tmp_path / "manifest.json"
+    assert main(["import", "generic", str(m), "--target", "her2", "--out", str(out)]) == 2
+    assert "target 'her2' is a patient endpoint; pass --clinical TABLE" in capsys.readouterr().err
+    args = ["import", "generic", str(m), "--target", "her2", "--clinical", str(clinical), "--id-column", "Patient ID", "--out", str(out)]
+    assert main(args) == 0
+    assert "skipped P3: target 'her2' is missing" in capsys.readouterr().out
+    man = load_manifest(out)
+    assert man.target == "her2" and [(d["patient_id"], d["label"]) for d in man.to_datalist(level="lesion")] == [("P1", 1), ("P2", 0)]
+    clinical.write_text("Patient ID,HER2\nP1,1\nP2,positive-ish\n")
+    assert main(args) == 2
+    assert "patient 'P2' column 'her2': expected 0 or 1 (or blank for missing), got 'positive-ish'" in capsys.readouterr().err
