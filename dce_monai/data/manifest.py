@@ -282,8 +282,8 @@ class Manifest:
             level adds ``lesion_id``, ``label_value`` and ``mask`` (a lesion's own mask path).
             A lesion given by its own ``mask`` (MAMA-MIA's expert segmentation, the
             ``generic`` importer), no ``label_value`` and no exam ``label_map`` gets ``label_map`` = its mask and
-            ``label_value`` = 1, so every workflow reads lesions one way and no label map
-            file has to be written; at patient level a patient whose only lesion has a mask
+            ``label_value`` = 1 (instead of ``mask``), so every workflow reads lesions one way
+            and no label map file has to be written; at patient level a patient whose only lesion has a mask
             gets that mask as ``label_map`` likewise.
 
         Raises:
@@ -357,10 +357,10 @@ class Manifest:
                 d = {**base, "lesion_id": lid, "label": y}
                 if "label_value" in les:
                     d["label_value"] = les["label_value"]
-                if "mask" in les:
+                if "mask" in les and "label_value" not in les and "label_map" not in exam:
+                    d["label_map"], d["label_value"] = self.resolve(les["mask"]), 1  # its own mask is its label map
+                elif "mask" in les:
                     d["mask"] = self.resolve(les["mask"])
-                    if "label_value" not in les and "label_map" not in exam:  # its own mask is its label map, value 1
-                        d["label_map"], d["label_value"] = d["mask"], 1
                 out.append(d)
         if report is not None:
             report["skipped"] = skipped

@@ -199,7 +199,7 @@ def build_patch_cache(
     size: Sequence[int] = (50, 50),
     size_mm: Sequence[float] | None = None,
     dtype: str = "float16",
-    label: str = "malignant",
+    label: str | None = None,
     drop_other_lesions: bool = True,
     progress: bool = True,
 ) -> Path:
@@ -212,7 +212,7 @@ def build_patch_cache(
         size: patch size (x, y) in voxels (seed 1: 50x50).
         size_mm: patch size in mm instead of voxels (per-patient spacing).
         dtype: ``"float16"`` (half the memory; ~1e-3 relative precision) or ``"float32"``.
-        label: lesion target (see ``Manifest.to_datalist``).
+        label: lesion target (default: the manifest's target; see ``Manifest.to_datalist``).
         drop_other_lesions: drop patches touching another lesion (seed 1).
         progress: tqdm progress bar over patients.
 
@@ -228,6 +228,7 @@ def build_patch_cache(
         >>> path = build_patch_cache("cohort/manifest.json", "cache")  # doctest: +SKIP
     """
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    label = m.target if label is None else label
     st = _settings(sequences, size, size_mm, dtype, label, drop_other_lesions)
     key = cache_key(m, st)
     out_dir = Path(cache_dir)
@@ -253,8 +254,6 @@ def build_patch_cache(
     for pid, lesions in tqdm(by_patient.items(), desc="patch cache", unit="patient", disable=not progress):
         first = lesions[0]
         pdict = {k: v for k, v in first.items() if k not in ("lesion_id", "label", "label_value", "mask")}
-        if "mask" in first and first.get("label_map") == first["mask"]:  # a lesion's own mask, not a shared label map
-            pdict.pop("label_map", None)
         pdict = pipe(pdict)
         for les in lesions:
             d: dict[Hashable, Any] = {
@@ -262,6 +261,8 @@ def build_patch_cache(
             }
             if "label_map" in pdict:
                 d["label_map"] = pdict["label_map"]
+            if les.get("label_map", first.get("label_map")) != first.get("label_map"):  # lesions with label maps of their own
+                d["label_map"] = mask_loader({"mask": les["label_map"], "patient_id": pid, "lesion_id": les["lesion_id"]})["mask"]
             if "mask" not in les:  # a validated manifest has label_map with label_value, or a lesion mask
                 d["label_value"] = les["label_value"]
             else:
@@ -331,7 +332,7 @@ def get_patch_cache(
     size: Sequence[int] = (50, 50),
     size_mm: Sequence[float] | None = None,
     dtype: str = "float16",
-    label: str = "malignant",
+    label: str | None = None,
     drop_other_lesions: bool = True,
     progress: bool = True,
 ) -> PatchCache:
@@ -345,6 +346,7 @@ def get_patch_cache(
         >>> cache.images.shape  # (N, 7, 50, 50)  # doctest: +SKIP
     """
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    label = m.target if label is None else label
     st = _settings(sequences, size, size_mm, dtype, label, drop_other_lesions)
     path = Path(cache_dir) / f"patches_{cache_key(m, st)[:16]}.pt"
     if path.is_file():

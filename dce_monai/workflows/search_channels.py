@@ -58,12 +58,12 @@ import torch.nn.functional as F
 from monai.utils import look_up_option
 from torch import nn
 
-from dce_monai.data.folds import patient_folds, read_folds, write_folds
+from dce_monai.data.folds import check_fold_classes, patient_folds, read_folds, write_folds
 from dce_monai.data.manifest import Manifest, load_manifest
 from dce_monai.data.validate import require_valid
 from dce_monai.metrics.aggregation import aggregate_by_lesion
 from dce_monai.networks.nets.resnet_transfer import ResNet34Transfer
-from dce_monai.sequences import SEQUENCES, validate_sequence_names
+from dce_monai.sequences import PRE, SEQUENCES, SUB, post_name, sort_sequences, validate_sequence_names
 from dce_monai.sequences import triplets as all_triplets
 from dce_monai.transforms.intensity import IMAGENET_MEAN, IMAGENET_STD
 from dce_monai.workflows.patch_cache import (
@@ -78,6 +78,8 @@ __all__ = [
     "augment_resize",
     "cell_name",
     "cli_main",
+    "exam_channels",
+    "plan_channels",
     "merge",
     "normalize_batch",
     "parse_shard",
@@ -586,6 +588,60 @@ def _progress(total: int, desc: str) -> Any:
         return _Print()
 
 
+def exam_channels(exam: dict[str, Any]) -> set[str]:
+    """Channels an exam can give: its sequences, plus ``sub`` when it has T1pre and T1post1."""
+    have = set(exam["sequences"])
+    return have | ({SUB} if {PRE, post_name(1)} <= have else set())
+
+
+def plan_channels(
+    manifest: Manifest, triplets: Sequence[Sequence[str]] | None = None
+) -> tuple[Manifest, list[tuple[str, ...]], list[tuple[str, str]]]:
+    """Candidate triplets from the channels the exams have, and the patients a request leaves out.
+
+    Policy (the same for every cohort, stated in docs/channel_search.md):
+
+    - Without ``triplets``, the candidates are seed 1's channels (:data:`SEQUENCES`) that
+      *every* exam has (``sub`` when every exam has T1pre and T1post1), and the search
+      compares all their triplets: a cohort without T2 gives the 20 triplets of T1pre,
+      T1post1..4 and sub; one whose shortest exam has 3 post phases drops T1post4. No
+      patient is left out.
+    - With ``triplets``, a post phase is taken by its index (``T1post3`` = the third
+      post-contrast acquisition, whatever its time); exams lacking a requested channel are
+      listed and left out, never silently.
+
+    Args:
+        manifest: the validated cohort.
+        triplets: requested triplets, or None for all candidates.
+
+    Returns:
+        ``(manifest with the patients kept, triplets, [(patient_id, reason), ...] left out)``.
+
+    Raises:
+        ValueError: fewer than 3 channels common to every exam, or no patient having every
+            requested channel (the channels each exam lacks are named).
+
+    Example:
+        >>> m2, trips, left = plan_channels(load_manifest("mama_mia/manifest.json"))  # doctest: +SKIP
+        >>> len(trips)  # no T2: C(6, 3)                                              # doctest: +SKIP
+        20
+    """
+    have = {p["patient_id"]: exam_channels(p["exam"]) for p in manifest.patients}
+    if triplets is None:
+        common = set.intersection(*have.values()) if have else set()
+        candidates = [c for c in SEQUENCES if c in common]
+        if len(candidates) < 3:
+            raise ValueError(f"{manifest.path}: the exams share only {candidates} of the channels {list(SEQUENCES)}; a search needs 3.")
+        return manifest, list(all_triplets(candidates)), []
+    trips = [tuple(t) for t in triplets]
+    need = set().union(*map(set, trips))
+    left = [(pid, f"lacks {sort_sequences(sorted(need - chans))}") for pid, chans in have.items() if not need <= chans]
+    if len(left) == len(have):
+        raise ValueError(f"{manifest.path}: no exam has every requested channel {sort_sequences(sorted(need))}; e.g. patient {left[0][0]} {left[0][1]}.")
+    kept = [pid for pid in have if need <= have[pid]]
+    return (manifest.select(kept) if left else manifest), trips, left
+
+
 def run_search(
     manifest: str | Path | Manifest,
     out_dir: str | Path,
@@ -653,8 +709,7 @@ def run_search(
     ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
     st = SearchSettings(epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed,
                         pretrained_weights=None if pretrained_weights is None else str(pretrained_weights), **settings)
-    trips = [tuple(t) for t in triplets] if triplets is not None else list(all_triplets())
-    for t in trips:
+    for t in triplets or ():
         validate_sequence_names(t, f"triplet {t!r}")
         if len(t) != 3:
             raise ValueError(f"a triplet needs exactly 3 channel names, got {list(t)}.")
@@ -662,10 +717,15 @@ def run_search(
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     m = require_valid(manifest, skip_invalid=skip_invalid)  # every problem listed before any work
-    cache = get_patch_cache(m, out / "cache", size=ps, dtype=cache_dtype, progress=progress)
+    m, trips, left_out = plan_channels(m, triplets)
+    for pid, why in left_out:
+        logger.warning("channel search: patient %s left out: %s", pid, why)
+    channels = sort_sequences(sorted({c for t in trips for c in t}))
+    cache = get_patch_cache(m, out / "cache", sequences=channels, size=ps, dtype=cache_dtype, progress=progress)
     lesions = cache.lesion_table()
     folds_path = out / "folds.json"
     folds = patient_folds(lesions, k=k, seed=seed)
+    check_fold_classes(lesions, folds, source=str(folds_path))
     if folds_path.is_file():
         if read_folds(folds_path) != folds:
             raise ValueError(f"{folds_path} holds other folds than this cohort/k/seed gives; use another --out folder.")
@@ -674,7 +734,8 @@ def run_search(
     fingerprint = hashlib.sha256(json.dumps({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict()}, sort_keys=True).encode()).hexdigest()[:16]
     run_info = {"manifest": str(m.path), "k": k, "triplets": [list(t) for t in trips], "settings": st.fingerprint_dict(),
                 "fingerprint": fingerprint, "cache": str(cache.path), "n_patches": len(cache), "n_lesions": len(lesions),
-                "skipped_lesions": cache.skipped_lesions}
+                "skipped_lesions": cache.skipped_lesions, "target": m.target, "channels": channels,
+                "left_out_patients": [list(x) for x in left_out]}
     run_path = out / "run.json"
     if run_path.is_file():
         try:
@@ -714,7 +775,7 @@ def run_search(
     if bar:
         bar.close()
     return {"cells_total": len(cells), "cells_in_shard": len(mine), "cells_run": len(pending), "cells_skipped": len(mine) - len(pending),
-            "seconds": time.perf_counter() - t0, "out_dir": str(out)}
+            "seconds": time.perf_counter() - t0, "out_dir": str(out), "channels": channels, "left_out": left_out}
 
 
 # ----------------------------------------------------------------------------- merge
@@ -901,7 +962,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (cells/, cache/, predictions.csv, ranking.md)")
     parser.add_argument("--k", type=int, default=10, help="patient-wise folds (seed 1: 10)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per cell")
-    parser.add_argument("--triplets", default=None, help='e.g. "T1pre,T1post3,sub;T2,T1pre,sub" (default: all 35)')
+    parser.add_argument("--triplets", default=None, help='e.g. "T1pre,T1post3,sub;T2,T1pre,sub" (default: every triplet of the channels all exams have: 35 with T2, 20 without); exams lacking a requested channel are listed and left out')
     parser.add_argument("--shard", default=None, help="i/n: run every n-th cell starting at i (e.g. 0/4)")
     parser.add_argument("--merge", action="store_true", help="combine finished cells into predictions.csv and ranking.{csv,md}")
     parser.add_argument("--workers", type=int, default=1, help="CPU processes running cells in parallel")
@@ -925,12 +986,16 @@ def cli_main(args: argparse.Namespace) -> int:
     """
     if not args.merge:
         summary = run_search(
-            args.manifest, args.out, k=args.k, epochs=args.epochs, triplets=parse_triplets(args.triplets), seed=args.seed,
+            args.manifest, args.out, k=args.k, epochs=args.epochs, seed=args.seed,
+            triplets=None if args.triplets is None or args.triplets.strip().lower() == "all" else parse_triplets(args.triplets),
             batch_size=args.batch_size, image_size=args.image_size, patch_size=args.patch_size, workers=args.workers,
             shard=args.shard, device=args.device, amp=not args.no_amp, pretrained_weights=args.pretrained_weights,
             group_size=args.group_size, progress=not args.no_progress, skip_invalid=args.skip_invalid,
         )
-        print(f"{summary['cells_run']} cell(s) run, {summary['cells_skipped']} already finished, in {summary['seconds']:.1f} s -> {args.out}")
+        for pid, why in summary["left_out"]:
+            print(f"  patient {pid} left out: {why}")
+        print(f"channels {summary['channels']}: {summary['cells_run']} cell(s) run, {summary['cells_skipped']} already finished, "
+              f"in {summary['seconds']:.1f} s -> {args.out}")
         if args.shard is not None:
             return 0
     paths = merge(args.out, n_boot=args.n_boot, seed=args.seed)
