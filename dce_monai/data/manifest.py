@@ -211,7 +211,8 @@ def check_manifest(data: Any, source: str = "manifest") -> None:
     duplicate ``label_value`` in a patient, a lesion with neither ``label_value`` nor
     ``mask``, ``label_value`` without ``label_map``, post-contrast phase gaps, acquisition
     times not strictly increasing T1pre < T1post1 < T1post2 ..., times for absent
-    sequences) run once the structure is valid.
+    sequences, one file in two roles of a patient or in two patients, NaN or infinite
+    numbers) run once the structure is valid.
 
     Args:
         data: parsed JSON of a manifest.

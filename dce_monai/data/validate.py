@@ -172,10 +172,11 @@ def _declared_bytes(hdr: Any) -> tuple[tuple[int, ...], Any, int, int]:
     return shape, dtype, offset, int(np.prod(shape, dtype=object)) * dtype.itemsize
 
 
-def _check_sizes(shape: tuple[int, ...], dtype: Any, offset: int, n_bytes: int, p: Path, size: int, max_bytes: int) -> None:
+def _check_sizes(shape: tuple[int, ...], dtype: Any, offset: int, n_bytes: int, p: Path, size: int | None, max_bytes: int) -> None:
+    """Declared bytes against what the voxel file ``p`` (``size`` bytes; None: unknown) can hold and ``max_bytes``."""
     gz = p.name.endswith(".gz")
-    limit = size * _MAX_GZIP_RATIO if gz else size
-    if offset + n_bytes > limit:
+    limit = (size * _MAX_GZIP_RATIO if gz else size) if size is not None else None
+    if limit is not None and offset + n_bytes > limit:
         raise ValueError(
             f"header claims {shape} voxels ({n_bytes} bytes) but the file holds {size} bytes" + (" (compressed)" if gz else "")
         )
@@ -214,8 +215,11 @@ def _check_raw_header(p: Path, size: int, max_bytes: int) -> None:
                 shape, dtype, offset, n_bytes = _declared_bytes(hdr)
             except Exception:  # noqa: BLE001 - e.g. an unknown datatype code: nibabel.load names it
                 return
-            _check_sizes(shape, dtype, offset, n_bytes, p, size, max_bytes)
+            # a header-only file (magic ni1/ni2) keeps its voxels in a separate .img file
+            _check_sizes(shape, dtype, offset, n_bytes, p, size if magic in (b"n+1", b"n+2") else None, max_bytes)
             if len(raw) > n and raw[n : n + 1] != b"\x00" and magic in (b"n+1", b"n+2"):
+                if offset < n + 4:  # nibabel would then read extensions to the end of the stream
+                    raise ValueError(f"header extension flag set but the voxels start at byte {offset}, inside the header; refused")
                 region = raw + f.read(max(0, offset - len(raw)))  # offset <= max_bytes: bounded
                 pos, end = n + 4, offset
                 order = "<" if hdr.endianness == "<" else ">"
@@ -237,7 +241,10 @@ def _check_claimed_size(img: Any, p: Path, max_bytes: int = DEFAULT_MAX_BYTES) -
     file instead of numpy trying to allocate terabytes.
     """
     shape, dtype, offset, n_bytes = _declared_bytes(img.header)
-    _check_sizes(shape, dtype, offset, n_bytes, p, p.stat().st_size, max_bytes)
+    image = getattr(img, "file_map", {}).get("image")
+    voxel_file = Path(image.filename) if image is not None and image.filename else p
+    size = voxel_file.stat().st_size if voxel_file.is_file() else None
+    _check_sizes(shape, dtype, offset, n_bytes, voxel_file, size, max_bytes)
 
 
 def _affine_problem(aff: np.ndarray) -> str | None:

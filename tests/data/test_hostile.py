@@ -168,6 +168,14 @@ def test_header_extension_outside_the_header_refused(tmp_path: Path, esize: int)
         read_nifti(p)
 
 
+def test_extension_flag_with_voxels_inside_the_header_refused(tmp_path: Path) -> None:
+    """vox_offset 0 with the extension flag set: nibabel would read extensions to the end of
+    the stream (a bomb of any size)."""
+    p = _with_extension(tmp_path / "ext0.nii.gz", 0, vox_offset=0)
+    with pytest.raises(ValueError, match=r"ext0\.nii\.gz: ValueError: header extension flag set but the voxels start at byte 0, inside the header; refused"):
+        read_nifti(p)
+
+
 def test_valid_header_extension_is_read(tmp_path: Path) -> None:
     p = _with_extension(tmp_path / "ok.nii.gz", 16)
     data, _ = read_nifti(p)
