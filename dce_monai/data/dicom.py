@@ -8,12 +8,17 @@ slices that are kept. The steps are:
    geometry attribute (ImagePositionPatient, ImageOrientationPatient, PixelSpacing, Rows,
    Columns) or carrying an invalid one (non-finite position, orientation cosines not
    orthonormal, spacing <= 0), is an error naming the file (``skip_unreadable`` logs and
-   skips it instead).
+   skips it instead). An image declaring ``BurnedInAnnotation`` YES is refused
+   (``skip_burned_in`` leaves it out). pydicom's warnings and log records, which quote
+   header values (UIDs too), are counted and never shown.
    Enhanced (multi-frame) MR files contribute one slice per frame, with position and
    orientation from ``PerFrameFunctionalGroupsSequence`` (falling back to
    ``SharedFunctionalGroupsSequence``).
 2. **Group.** Files are grouped by patient (PatientID), then by series
-   (SeriesInstanceUID). A series in which a slice position occurs more than once holds
+   (SeriesInstanceUID). Series matching ``exclude_series`` and localizers (ImageType
+   ``LOCALIZER``, a description such as ``localizer``/``scout``/``survey``, or slices in
+   orthogonal planes) are left out here, with a log line, before any volume is built.
+   A series in which a slice position occurs more than once holds
    several phases (GE-style): it is split by the first of TemporalPositionIdentifier,
    TriggerTime, AcquisitionTime that gives every phase exactly one slice per position.
 3. **Geometry.** Slices of a volume are sorted by the projection of ImagePositionPatient
@@ -50,13 +55,14 @@ slices that are kept. The steps are:
    to T1pre's grid with MONAI ``ResampleToMatch``); T2 is always resampled to T1pre's grid
    when it differs, because a manifest exam has one grid.
 
-De-identification: the patient id written anywhere is a pseudonym, either ``<prefix><NNNN>``
-(``id_prefix``; numbered in the order of the SHA-256 of the original PatientID, so the number
-reveals nothing of the original order) or, with ``salt``, ``H`` + the first 12 hex digits of
-``SHA-256(salt + "\\0" + PatientID)`` (stable across runs with the same salt; keep the salt
-secret). Names, ids, birth dates, accession numbers and UIDs are never written to the
-NIfTI headers, the manifest or the log; log lines name series by SeriesNumber and
-SeriesDescription. The original → pseudonym table is written only when ``mapping`` is given.
+De-identification: the patient id written anywhere is a pseudonym that cannot be rebuilt
+from a list of the original PatientIDs without a secret: either ``<prefix><NNNN>``
+(``id_prefix``; numbered in a random order from the operating system's secure generator, so
+the link exists only in the mapping file) or, with a secret key ``salt``, ``H`` + the first 12
+hex digits of ``HMAC-SHA256(salt, PatientID)`` (stable across runs with the same secret).
+Names, ids, birth dates, accession numbers and UIDs are never written to the NIfTI headers,
+the manifest or the log; log lines name series by SeriesNumber and SeriesDescription. The
+original → pseudonym table is written only when ``mapping`` is given, with mode 0600.
 Error messages about an unreadable file name its path, because the user needs it.
 
 Why not ITK's GDCM series reader (``itk.GDCMSeriesFileNames`` + ``itk.imread``): it sorts
@@ -75,14 +81,20 @@ Reference:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
+import hmac
 import logging
 import math
 import os
 import re
-from collections import defaultdict
-from collections.abc import Sequence
+import secrets
+import stat
+import tempfile
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,8 +114,10 @@ __all__ = [
     "classify_volume",
     "cli_main",
     "ingest_dicom",
+    "localizer_reason",
     "order_phases",
     "pseudonymize",
+    "read_secret_file",
     "read_volume_pixels",
     "scan_dicom",
 ]
@@ -115,10 +129,77 @@ _GAP_RTOL = 0.05
 _T2_RE = re.compile(r"t2|stir|tirm|haste", re.IGNORECASE)
 _IGNORE_RE = re.compile(r"dwi|diff|adc|trace", re.IGNORECASE)
 _SUB_RE = re.compile(r"sub", re.IGNORECASE)
+_LOCALIZER_RE = re.compile(r"locali[sz]er|scout|survey|(?<![a-z])loc(?![a-z])|3[\s_-]*plane|tri[\s_-]*pilot", re.IGNORECASE)
+_VR_WARNING_RE = re.compile(r"^Invalid value for VR ([A-Z]{2})")
 
 
 class DicomIngestError(ValueError):
     """A DICOM folder cannot be converted; the message names the file, series or patient."""
+
+
+class _BurnedInRefused(DicomIngestError):
+    """An image declares burned-in annotation (never skipped by ``skip_unreadable``)."""
+
+
+class _PydicomQuiet:
+    """Keep pydicom's warnings and log records off stderr and out of the log.
+
+    pydicom quotes the offending value when a header breaks a format rule (``Invalid value
+    for VR UI: '1.2.826...20240311...'``), and UIDs often embed dates and site numbers. While
+    active (re-entrant), its ``warnings`` are recorded instead of shown and the ``pydicom``
+    logger's records go to a counter instead of its handlers; on exit one line is logged with
+    the counts by kind (``invalid UI value x 2``), never the values.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.counts: Counter[str] = Counter()
+
+    @staticmethod
+    def _kind(msg: str) -> str:
+        m = _VR_WARNING_RE.match(msg)
+        return f"invalid {m.group(1)} value" if m else "other"
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.depth:
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+            return
+        quiet = self
+        plog = logging.getLogger("pydicom")
+        saved = (plog.handlers[:], plog.propagate)
+
+        class _Counting(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                quiet.counts[f"log: {quiet._kind(record.getMessage())}"] += 1
+
+        self.depth, self.counts = 1, Counter()
+        plog.handlers, plog.propagate = [_Counting()], False
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    yield
+                finally:
+                    for w in caught:
+                        self.counts[self._kind(str(w.message))] += 1
+        finally:
+            plog.handlers, plog.propagate = saved
+            self.depth = 0
+            # pydicom sends each irregular value both to warnings and to its logger: count it once
+            shown = {k: v for k, v in self.counts.items() if not (k.startswith("log: ") and self.counts.get(k[5:], 0) >= v)}
+            if shown:
+                logger.warning(
+                    "pydicom reported irregular header values (%s); the values are not shown because they may contain identifiers",
+                    ", ".join(f"{k.removeprefix('log: ')} x {v}" for k, v in sorted(shown.items())),
+                )
+
+
+_pydicom_quiet = _PydicomQuiet()
 
 
 @dataclass
@@ -424,26 +505,32 @@ def _is_image(ds: Any) -> bool:
     return any(k in ds for k in ("Rows", "PixelData", "ImagePositionPatient"))
 
 
-def scan_dicom(folder: str | Path, skip_unreadable: bool = False) -> list[DicomSlice]:
+def scan_dicom(folder: str | Path, skip_unreadable: bool = False, skip_burned_in: bool = False) -> list[DicomSlice]:
     """Read every DICOM header under ``folder`` (recursively) and return its image slices.
 
     Files are parsed with ``pydicom.dcmread(stop_before_pixels=True)``. Non-image DICOM
     objects (a SOP class that is not an "... Image Storage" class: DICOMDIR, structured
     reports, presentation states) are skipped with a log line; an image object cut short
     before its geometry is an error. Hidden files (name starting with ``.``) are ignored.
+    An image that declares ``BurnedInAnnotation`` YES (text such as a name or a date drawn
+    into the pixels, which de-identification of the header cannot remove) is refused, or
+    with ``skip_burned_in`` left out (one log line per series). pydicom's warnings and log
+    records, which quote header values such as UIDs, are counted, not shown.
 
     Args:
         folder: the DICOM folder.
         skip_unreadable: log and skip files that cannot be parsed or lack geometry instead of
             raising.
+        skip_burned_in: leave out images with burned-in annotation instead of raising.
 
     Returns:
         All slices (one per single-frame file, one per frame of a multi-frame file).
 
     Raises:
         FileNotFoundError: ``folder`` is not a folder.
-        DicomIngestError: a file cannot be parsed or lacks geometry (naming the file), or no
-            DICOM image was found.
+        DicomIngestError: a file cannot be parsed or lacks geometry (naming the file), an image
+            declares burned-in annotation (without ``skip_burned_in``), or no DICOM image was
+            found.
 
     Example:
         >>> slices = scan_dicom("exam_dicom/")  # doctest: +SKIP
@@ -453,23 +540,39 @@ def scan_dicom(folder: str | Path, skip_unreadable: bool = False) -> list[DicomS
         raise FileNotFoundError(f"DICOM folder not found: {root}")
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     slices: list[DicomSlice] = []
-    for p in files:
-        try:
-            ds = _read_header(p)
+    burned: Counter[str] = Counter()
+    with _pydicom_quiet():
+        for p in files:
             try:
-                if not _is_image(ds):
-                    # no file name here: exports often name files by their SOPInstanceUID
-                    logger.info("skipping a non-image DICOM object (SOP class %s)", _sop_class(ds))
-                    continue
-                slices.extend(_slices_from_dataset(ds, p))
-            except DicomIngestError:
+                ds = _read_header(p)
+                try:
+                    if not _is_image(ds):
+                        # no file name here: exports often name files by their SOPInstanceUID
+                        logger.info("skipping a non-image DICOM object (SOP class %s)", _sop_class(ds))
+                        continue
+                    if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
+                        label = f"series {_int(ds.get('SeriesNumber')) or 0} {str(ds.get('SeriesDescription', '') or '')!r}"
+                        if not skip_burned_in:
+                            raise _BurnedInRefused(
+                                f"DICOM file {p} ({label}) declares BurnedInAnnotation YES: text burned into the pixels "
+                                "may identify the patient, and removing it is not possible here; refused. "
+                                "Pass --skip-burned-in (skip_burned_in=True) to leave such images out"
+                            )
+                        burned[label] += 1
+                        continue
+                    slices.extend(_slices_from_dataset(ds, p))
+                except DicomIngestError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - pydicom converts values lazily: a corrupt value fails here
+                    raise DicomIngestError(f"DICOM file {p} has a corrupt header value: {type(e).__name__}: {e}") from None
+            except _BurnedInRefused:
                 raise
-            except Exception as e:  # noqa: BLE001 - pydicom converts values lazily: a corrupt value fails here
-                raise DicomIngestError(f"DICOM file {p} has a corrupt header value: {type(e).__name__}: {e}") from None
-        except DicomIngestError as e:
-            if not skip_unreadable:
-                raise
-            logger.warning("skipped: %s", e)
+            except DicomIngestError as e:
+                if not skip_unreadable:
+                    raise
+                logger.warning("skipped: %s", e)
+    for label, n in sorted(burned.items()):
+        logger.warning("%s: %d image(s) with burned-in annotation left out (--skip-burned-in)", label, n)
     if not slices:
         raise DicomIngestError(f"no DICOM image found under {root} ({len(files)} file(s) looked at)")
     return slices
@@ -577,17 +680,73 @@ def _split_phases(slices: list[DicomSlice], label: str) -> list[tuple[list[Dicom
     )
 
 
-def build_volumes(slices: Sequence[DicomSlice]) -> dict[str, list[DicomVolume]]:
+def localizer_reason(slices: Sequence[DicomSlice]) -> str | None:
+    """Why a series is a localizer (scout, survey), or None when it is not one.
+
+    Rules, first match wins: ImageType contains ``LOCALIZER``; SeriesDescription matches
+    ``localizer|localiser|scout|survey|loc|3 plane|tripilot`` (``loc`` as a word); the slices
+    lie in two or three mutually orthogonal planes (a multi-plane localizer: no diagnostic
+    series mixes planes).
+
+    Args:
+        slices: the slices of one series.
+
+    Returns:
+        A short reason for the log line, or None.
+
+    Example:
+        >>> localizer_reason(series_slices)  # doctest: +SKIP
+        "SeriesDescription 'AAHead_Scout'"
+    """
+    s = slices[0]
+    if any("LOCALIZER" in x.image_type for x in slices):
+        return "ImageType LOCALIZER"
+    if _LOCALIZER_RE.search(s.description):
+        return f"SeriesDescription {s.description!r}"
+    normals: list[np.ndarray] = []
+    for x in slices:
+        r, c = x.orientation[:3], x.orientation[3:]
+        n = np.cross(r, c)
+        if not np.linalg.norm(n) > 1e-6:
+            return None  # parallel rows and columns: the geometry check names it
+        n = n / np.linalg.norm(n)
+        if not any(abs(float(n @ m)) > 0.999 for m in normals):
+            normals.append(n)
+    if 2 <= len(normals) <= 3 and all(abs(float(a @ b)) < 0.1 for i, a in enumerate(normals) for b in normals[i + 1 :]):
+        return f"slices in {len(normals)} orthogonal planes"
+    return None
+
+
+def _exclude_pattern(exclude_series: str | re.Pattern[str] | None) -> re.Pattern[str] | None:
+    if exclude_series is None or isinstance(exclude_series, re.Pattern):
+        return exclude_series
+    try:
+        return re.compile(exclude_series, re.IGNORECASE)
+    except (re.error, TypeError) as e:
+        raise ValueError(f"exclude_series must be a regular expression, got {exclude_series!r} ({e}).") from None
+
+
+def build_volumes(
+    slices: Sequence[DicomSlice], exclude_series: str | re.Pattern[str] | None = None
+) -> dict[str, list[DicomVolume]]:
     """Group slices into volumes: patient → series → phase; sort and check each volume.
+
+    Before any volume is built, a series is left out (one log line naming it) when its
+    SeriesDescription matches ``exclude_series`` or when it is a localizer
+    (:func:`localizer_reason`), so neither can stop the ingest with a geometry error.
 
     Args:
         slices: output of :func:`scan_dicom`.
+        exclude_series: regular expression (``re.search``, case-insensitive) on
+            SeriesDescription; matching series are left out.
 
     Returns:
         ``{original PatientID: [DicomVolume, ...]}`` in SeriesNumber order (phases of a
-        split series in the order of their splitting key).
+        split series in the order of their splitting key); a patient whose series were all
+        left out has an empty list.
 
     Raises:
+        ValueError: ``exclude_series`` is not a regular expression.
         DicomIngestError: a patient with several studies, a series that cannot be split into
             phases, mixed orientations or matrix sizes in one volume, duplicate or missing
             slices (naming the series and the expected vs found spacing).
@@ -595,6 +754,7 @@ def build_volumes(slices: Sequence[DicomSlice]) -> dict[str, list[DicomVolume]]:
     Example:
         >>> vols = build_volumes(scan_dicom("exam_dicom/"))  # doctest: +SKIP
     """
+    excl = _exclude_pattern(exclude_series)
     by_patient: dict[str, dict[str, list[DicomSlice]]] = defaultdict(lambda: defaultdict(list))
     studies: dict[str, set[str]] = defaultdict(set)
     for s in slices:
@@ -610,6 +770,13 @@ def build_volumes(slices: Sequence[DicomSlice]) -> dict[str, list[DicomVolume]]:
         vols: list[DicomVolume] = []
         for _uid, ss in sorted(series.items(), key=lambda kv: (kv[1][0].series_number, kv[1][0].description)):
             label = _series_label(ss[0])
+            if excl is not None and excl.search(ss[0].description):
+                logger.info("%s: excluded by --exclude-series (%d slices)", label, len(ss))
+                continue
+            why = localizer_reason(ss)
+            if why:
+                logger.info("%s: localizer skipped (%s; %d slices)", label, why, len(ss))
+                continue
             phases = _split_phases(ss, label)
             for k, (ph, key) in enumerate(phases):
                 vols.append(_volume(ph, label if key is None else f"{label} phase {k + 1} (by {key})", key))
@@ -741,6 +908,11 @@ def read_volume_pixels(vol: DicomVolume) -> np.ndarray:
     """
     import pydicom
 
+    with _pydicom_quiet():
+        return _read_planes(vol, pydicom)
+
+
+def _read_planes(vol: DicomVolume, pydicom: Any) -> np.ndarray:
     current: tuple[Path, np.ndarray] | None = None  # one decoded file at a time (multi-frame: all frames)
     planes: list[np.ndarray] = []
     for s in vol.slices:
@@ -765,18 +937,22 @@ def read_volume_pixels(vol: DicomVolume) -> np.ndarray:
 
 
 def pseudonymize(patient_keys: Sequence[str], id_prefix: str = "DCE", salt: str | None = None) -> dict[str, str]:
-    """Map original PatientIDs to pseudonyms.
+    """Map original PatientIDs to pseudonyms that cannot be rebuilt without a secret.
 
-    Without ``salt``: ``<id_prefix><NNNN>`` (4 digits, more if needed), numbered in the order
-    of ``SHA-256(PatientID)`` so the numbers carry nothing of the original order. With
-    ``salt``: ``H`` + first 12 hex digits of ``SHA-256(salt + "\\0" + PatientID)``, stable
-    across runs with the same (secret) salt.
+    Without ``salt``: ``<id_prefix><NNNN>`` (4 digits, more if needed) numbered in a random
+    order drawn from the operating system's secure generator (:mod:`secrets`), so knowing
+    every original id does not tell which number is whose; the link exists only in the
+    mapping file :func:`ingest_dicom` writes when asked (a second run numbers differently).
+    With ``salt`` (a secret key): ``H`` + the first 12 hex digits of
+    ``HMAC-SHA256(salt, PatientID)``, stable across runs with the same secret and not
+    computable without it.
 
     Args:
         patient_keys: original PatientIDs.
         id_prefix: prefix of sequential pseudonyms; letters, digits, ``_ . -``, starting with
             a letter or digit.
-        salt: secret string for hashed pseudonyms (non-empty).
+        salt: secret key for stable keyed pseudonyms (non-empty); keep it out of the data,
+            e.g. in a file of mode 0600 (:func:`read_secret_file`).
 
     Returns:
         ``{original: pseudonym}``.
@@ -794,13 +970,60 @@ def pseudonymize(patient_keys: Sequence[str], id_prefix: str = "DCE", salt: str 
         raise ValueError(f"salt must be a non-empty string, got {salt!r}.")
     keys = sorted(set(patient_keys))
     if salt is not None:
-        out = {k: "H" + hashlib.sha256(f"{salt}\0{k}".encode()).hexdigest()[:12] for k in keys}
+        out = {k: "H" + hmac.new(salt.encode(), k.encode(), hashlib.sha256).hexdigest()[:12] for k in keys}
         if len(set(out.values())) != len(out):  # pragma: no cover - 48-bit collision
-            raise ValueError("salted pseudonyms collide; use a different salt.")
+            raise ValueError("keyed pseudonyms collide; use a different secret.")
         return out
     width = max(4, len(str(len(keys))))
-    ranked = sorted(keys, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+    ranked = list(keys)
+    secrets.SystemRandom().shuffle(ranked)
     return {k: f"{id_prefix}{i + 1:0{width}d}" for i, k in enumerate(ranked)}
+
+
+def read_secret_file(path: str | Path) -> str:
+    """Read a pseudonym secret from a file (first line, surrounding white space removed).
+
+    A file other users can read is accepted with a warning (``chmod 600`` it): the secret is
+    what keeps pseudonyms from being recomputed from a list of MRNs.
+
+    Args:
+        path: the secret file.
+
+    Returns:
+        The secret.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is empty.
+
+    Example:
+        >>> secret = read_secret_file("/secure/dce_monai.secret")  # doctest: +SKIP
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"secret file not found: {p}")
+    text = p.read_text(encoding="utf-8", errors="strict").strip()
+    secret = text.splitlines()[0].strip() if text else ""
+    if not secret:
+        raise ValueError(f"secret file {p} is empty; put one line of random text in it (e.g. `openssl rand -hex 32`).")
+    mode = stat.S_IMODE(p.stat().st_mode)
+    if mode & 0o077:
+        logger.warning("secret file %s can be read by other users (mode %04o); chmod 600 it", p, mode)
+    return secret
+
+
+def _write_private_csv(path: Path, rows: list[list[str]]) -> None:
+    """Write a CSV readable by its owner only (mode 0600), atomically (temp file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # created 0600
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _save_nifti(arr: np.ndarray, affine_ras: np.ndarray, path: Path) -> None:
@@ -847,6 +1070,7 @@ def ingest_dicom(
     skip_unreadable: bool = False,
     dataset_name: str = "dicom-ingest",
     exclude_series: str | None = None,
+    skip_burned_in: bool = False,
 ) -> Path:
     """Convert a DICOM folder into NIfTI files per sequence and a cohort manifest.
 
@@ -855,17 +1079,23 @@ def ingest_dicom(
     Args:
         dicom_dir: folder of DICOM files (any nesting and file names).
         out_dir: output folder; receives ``<pid>/<pid>_<SEQ>.nii.gz`` and ``manifest.json``.
-        id_prefix: prefix of sequential pseudonyms (ignored with ``salt``).
-        salt: secret for hashed pseudonyms (see :func:`pseudonymize`).
-        mapping: CSV file to write ``original_patient_id,pseudonym`` to; nothing is written
-            without it.
+        id_prefix: prefix of sequential pseudonyms (ignored with ``salt``); numbered in a
+            random order (see :func:`pseudonymize`).
+        salt: secret key for stable keyed pseudonyms ``H<12 hex>`` (HMAC-SHA256, see
+            :func:`pseudonymize`).
+        mapping: CSV file to write ``original_patient_id,pseudonym`` to, readable by its
+            owner only (mode 0600); nothing is written without it (and without ``salt`` the
+            link back to the original ids is then kept nowhere: a warning says so).
         resample: resample DCE phases whose grid differs from T1pre's (trilinear, MONAI
             ``ResampleToMatch``) instead of raising.
         skip_unreadable: skip (with a warning) files that cannot be parsed.
         dataset_name: ``dataset.name`` of the manifest.
         exclude_series: regular expression; series whose SeriesDescription matches it
-            (``re.search``, case-insensitive) are ignored, e.g. ``"non.?fs|nfs"`` for a
-            non-fat-suppressed T1 acquired on another grid before the dynamic run.
+            (``re.search``, case-insensitive) are left out before any volume is built, e.g.
+            ``"non.?fs|nfs"`` for a non-fat-suppressed T1 acquired on another grid before the
+            dynamic run. Localizers are always left out (:func:`localizer_reason`).
+        skip_burned_in: leave out images that declare burned-in annotation instead of
+            refusing the folder.
 
     Returns:
         Path of the written manifest.
@@ -873,29 +1103,25 @@ def ingest_dicom(
     Raises:
         FileNotFoundError: ``dicom_dir`` does not exist.
         ValueError: ``id_prefix``, ``salt`` or ``exclude_series`` invalid.
-        DicomIngestError: unreadable file, missing slice, unsplittable series, no DCE phase,
-            DCE phases on different grids without ``resample`` (each naming the file, series or
-            pseudonymous patient).
+        DicomIngestError: unreadable file, burned-in annotation (without ``skip_burned_in``),
+            missing slice, unsplittable series, no DCE phase, DCE phases on different grids
+            without ``resample`` (each naming the file, series or pseudonymous patient).
 
     Example:
         >>> ingest_dicom("exam_dicom/", "cohort/", id_prefix="SITE1_")  # doctest: +SKIP
         PosixPath('cohort/manifest.json')
     """
     pseudonymize([], id_prefix=id_prefix, salt=salt)  # validate the options before any work
-    excl = None
-    if exclude_series is not None:
-        try:
-            excl = re.compile(exclude_series, re.IGNORECASE)
-        except (re.error, TypeError) as e:
-            raise ValueError(f"exclude_series must be a regular expression, got {exclude_series!r} ({e}).") from None
+    excl = _exclude_pattern(exclude_series)
     out = Path(out_dir)
-    vols_by_patient = build_volumes(scan_dicom(dicom_dir, skip_unreadable=skip_unreadable))
+    slices = scan_dicom(dicom_dir, skip_unreadable=skip_unreadable, skip_burned_in=skip_burned_in)
+    vols_by_patient = build_volumes(slices, exclude_series=excl)
     ids = pseudonymize(list(vols_by_patient), id_prefix=id_prefix, salt=salt)
     patients: list[dict[str, Any]] = []
     for pk, vols in sorted(vols_by_patient.items(), key=lambda kv: ids[kv[0]]):
         pid = ids[pk]
         case = f"patient {pid!r}"
-        kinds = ["ignore" if excl is not None and excl.search(v.slices[0].description) else classify_volume(v) for v in vols]
+        kinds = [classify_volume(v) for v in vols]
         for v, k in zip(vols, kinds):
             v.kind = k
             logger.info("%s: %s -> %s (%s, %d slices)", case, v.label, k, "x".join(map(str, v.shape[:2])), v.shape[2])
@@ -946,13 +1172,15 @@ def ingest_dicom(
         out / "manifest.json",
     )
     if mapping is not None:
-        mp = Path(mapping)
-        mp.parent.mkdir(parents=True, exist_ok=True)
-        with mp.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["original_patient_id", "pseudonym"])
-            for k in sorted(ids, key=ids.get):  # type: ignore[arg-type]
-                w.writerow([k, ids[k]])
+        rows = [["original_patient_id", "pseudonym"]] + [[k, ids[k]] for k in sorted(ids, key=ids.get)]  # type: ignore[arg-type]
+        _write_private_csv(Path(mapping), rows)
+        logger.info("original id -> pseudonym table written to %s (mode 0600)", mapping)
+    elif salt is None:
+        logger.warning(
+            "pseudonyms were numbered in a random order and no --mapping was written: the link back to the "
+            "original patients is kept nowhere, and another ingest numbers them differently "
+            "(use --secret-file for stable pseudonyms, --mapping to keep the table)"
+        )
     return manifest
 
 
@@ -960,16 +1188,21 @@ def ingest_dicom(
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``dce-monai ingest DICOM_DIR OUT_DIR [--id-prefix P | --salt S] [--mapping F] [--resample]``."""
+    """Arguments of ``dce-monai ingest DICOM_DIR OUT_DIR [--id-prefix P | --secret-file F] [--mapping F] [--resample] ...``."""
     parser.add_argument("dicom_dir", help="folder of DICOM files (searched recursively)")
     parser.add_argument("out_dir", help="output folder: <pid>/<pid>_<SEQ>.nii.gz and manifest.json")
-    parser.add_argument("--id-prefix", default="DCE", help="prefix of sequential pseudonyms (default DCE -> DCE0001)")
-    parser.add_argument("--salt", default=None, help="secret salt for hashed pseudonyms H<12 hex> (default: env DCE_MONAI_SALT if set)")
-    parser.add_argument("--mapping", default=None, help="write original PatientID -> pseudonym to this CSV (kept apart from the data)")
+    parser.add_argument("--id-prefix", default="DCE", help="prefix of pseudonyms numbered in a random order (default DCE -> DCE0001)")
+    parser.add_argument(
+        "--secret-file", default=None, metavar="PATH",
+        help="file holding the secret key for stable keyed pseudonyms H<12 hex> (HMAC-SHA256; keep it mode 0600, apart from the data)",
+    )
+    parser.add_argument("--salt", default=None, help="the secret key itself (visible in the process list and shell history: prefer --secret-file or env DCE_MONAI_SALT)")
+    parser.add_argument("--mapping", default=None, help="write original PatientID -> pseudonym to this CSV, mode 0600 (kept apart from the data)")
     parser.add_argument("--resample", action="store_true", help="resample DCE phases on another grid to T1pre's (trilinear)")
     parser.add_argument("--skip-unreadable", action="store_true", help="skip unreadable files with a warning instead of stopping")
     parser.add_argument("--dataset-name", default="dicom-ingest", help="dataset.name in the manifest")
-    parser.add_argument("--exclude-series", default=None, metavar="REGEX", help="ignore series whose SeriesDescription matches REGEX (case-insensitive)")
+    parser.add_argument("--exclude-series", default=None, metavar="REGEX", help="leave out series whose SeriesDescription matches REGEX (case-insensitive), before volumes are built")
+    parser.add_argument("--skip-burned-in", action="store_true", help="leave out images that declare BurnedInAnnotation YES instead of stopping")
 
 
 def cli_main(args: argparse.Namespace) -> int:
@@ -979,7 +1212,13 @@ def cli_main(args: argparse.Namespace) -> int:
         0 on success (errors are raised as :class:`DicomIngestError`, a ``ValueError``, which
         the ``dce-monai`` entry point prints without a traceback and turns into exit code 2).
     """
-    salt = args.salt if args.salt is not None else os.environ.get("DCE_MONAI_SALT") or None
+    secret_file = getattr(args, "secret_file", None)
+    if secret_file is not None and args.salt is not None:
+        raise ValueError("give the pseudonym secret once: --secret-file or --salt, not both.")
+    if secret_file is not None:
+        salt: str | None = read_secret_file(secret_file)
+    else:
+        salt = args.salt if args.salt is not None else os.environ.get("DCE_MONAI_SALT") or None
     path = ingest_dicom(
         args.dicom_dir,
         args.out_dir,
@@ -990,6 +1229,7 @@ def cli_main(args: argparse.Namespace) -> int:
         skip_unreadable=args.skip_unreadable,
         dataset_name=args.dataset_name,
         exclude_series=args.exclude_series,
+        skip_burned_in=getattr(args, "skip_burned_in", False),
     )
     from dce_monai.data.manifest import load_manifest
 

@@ -119,6 +119,7 @@ def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     seen_pids: dict[str, int] = {}
     seen_lesions: dict[str, str] = {}
+    used_files: dict[str, tuple[str, str]] = {}  # normalised path -> (case, field) of its first use
     for i, p in enumerate(data.get("patients", [])):
         case = _case(p, i)
         pid = p["patient_id"]
@@ -159,7 +160,51 @@ def _semantic_problems(data: dict[str, Any]) -> list[Problem]:
                 if v in values:
                     problems.append(Problem(lcase, f"lesions[{j}].label_value", f"label_value {v} already used by lesion {values[v]!r}"))
                 values.setdefault(v, lid)
+        problems.extend(_file_reuse_problems(p, case, used_files))
+        problems.extend(_non_finite_problems(p, case))
     return problems
+
+
+def _file_reuse_problems(p: dict[str, Any], case: str, used: dict[str, tuple[str, str]]) -> list[Problem]:
+    """One file in two roles: two sequences (or a sequence and a map/mask) of a patient, or
+    any file of two patients (``used`` carries the first use across patients)."""
+    from os.path import normpath as norm
+
+    exam = p["exam"]
+    roles = [(f"exam.sequences.{s}", exam["sequences"][s]) for s in sort_sequences(list(exam["sequences"]))]
+    roles += [(f"exam.{k}", exam[k]) for k in ("label_map", "breast_mask", "bias_field") if isinstance(exam.get(k), str)]
+    roles += [(f"lesions[{j}].mask", les["mask"]) for j, les in enumerate(p["lesions"]) if isinstance(les.get("mask"), str)]
+    problems: list[Problem] = []
+    own: dict[str, str] = {}
+    for fld, rel in roles:
+        key = norm(rel)
+        first = own.get(key)
+        if first is not None and (first.startswith("exam.sequences.") or fld.startswith("exam.sequences.")):
+            problems.append(Problem(case, fld, f"same file as {first} ({rel!r}); each sequence needs its own file"))
+        other = used.get(key)
+        if other is not None and other[0] != case:
+            problems.append(Problem(case, fld, f"file {rel!r} is also used by {other[0]} ({other[1]}); each patient needs its own files"))
+        own.setdefault(key, fld)
+    for fld, rel in roles:
+        used.setdefault(norm(rel), (case, fld))
+    return problems
+
+
+def _non_finite_problems(p: dict[str, Any], case: str) -> list[Problem]:
+    """NaN or infinite numbers anywhere in a patient (the schema's ``number`` admits them)."""
+    from math import isfinite
+
+    problems: list[Problem] = []
+    stack: list[tuple[Any, str]] = [(p, "")]
+    while stack:
+        v, where = stack.pop()
+        if isinstance(v, float) and not isfinite(v):
+            problems.append(Problem(case, where or "(root)", f"value {v} is not a finite number"))
+        elif isinstance(v, dict):
+            stack.extend((x, f"{where}.{k}" if where else str(k)) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, f"{where}.{i}" if where else str(i)) for i, x in enumerate(v))
+    return sorted(problems, key=lambda q: q.field)
 
 
 def check_manifest(data: Any, source: str = "manifest") -> None:
@@ -169,7 +214,8 @@ def check_manifest(data: Any, source: str = "manifest") -> None:
     duplicate ``label_value`` in a patient, a lesion with neither ``label_value`` nor
     ``mask``, ``label_value`` without ``label_map``, post-contrast phase gaps, acquisition
     times not strictly increasing T1pre < T1post1 < T1post2 ..., times for absent
-    sequences) run once the structure is valid.
+    sequences, one file in two roles of a patient or in two patients, NaN or infinite
+    numbers) run once the structure is valid.
 
     Args:
         data: parsed JSON of a manifest.
@@ -373,6 +419,11 @@ def load_manifest(path: str | Path) -> Manifest:
     """Read and validate a manifest file (JSON, never evaluated).
 
     Relative paths in the manifest resolve against the manifest's folder (``Manifest.root``).
+    The JSON is parsed strictly, because a manifest decides which file is read for which
+    patient: a key given twice in one object (JSON keeps the last one silently), ``NaN`` /
+    ``Infinity`` or a number that overflows to infinity, an integer of more than
+    30 digits, nesting deeper than 64 levels, a file over 256 MiB and a path that is a
+    symlink loop are each a problem naming the case and the field.
 
     Args:
         path: the manifest JSON file.
@@ -381,21 +432,133 @@ def load_manifest(path: str | Path) -> Manifest:
         A validated :class:`Manifest`.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ManifestError: invalid JSON, schema or semantic problems (all listed).
+        FileNotFoundError: the file does not exist (or is not a regular file).
+        ManifestError: a symlink loop, invalid or refused JSON, schema or semantic problems
+            (all listed).
 
     Example:
         >>> m = load_manifest("data_manifest/examples/minimal.json")  # doctest: +SKIP
     """
+    import errno
+    import stat
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest not found: {path}")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        st = path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ManifestError([Problem("manifest", "(file)", f"symlink loop: {path} never reaches a file")], str(path)) from None
+        raise FileNotFoundError(f"manifest not found: {path}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise FileNotFoundError(f"manifest not found: {path} is not a regular file")
+    if st.st_size > _MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            [Problem("manifest", "(file)", f"file is {st.st_size} bytes, over the {_MAX_MANIFEST_BYTES} byte limit for a manifest")],
+            str(path),
+        )
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
         raise ManifestError([Problem("manifest", "(file)", f"not valid JSON: {e}")], str(path)) from None
+    data = _parse_json(text, str(path))
     check_manifest(data, str(path))
     return Manifest(path, path.parent.resolve(), data["dataset"], list(data["patients"]))
+
+
+_MAX_MANIFEST_BYTES = 256 * 2**20
+_MAX_JSON_DEPTH = 64
+_MAX_INT_DIGITS = 30
+
+
+class _Refused:
+    """A JSON value refused while parsing; reported with its place by :func:`_parse_json`."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+class _DuplicateKeys(dict):  # type: ignore[type-arg]
+    """A JSON object in which some key was given more than once (``duplicates``)."""
+
+    duplicates: list[str]
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    dup: list[str] = []
+    for k, v in pairs:
+        if k in out and k not in dup:
+            dup.append(k)
+        out[k] = v
+    if not dup:
+        return out
+    marked = _DuplicateKeys(out)
+    marked.duplicates = dup
+    return marked
+
+
+def _json_int(s: str) -> int | _Refused:
+    n = len(s.lstrip("-"))
+    return int(s) if n <= _MAX_INT_DIGITS else _Refused(f"integer with {n} digits; numbers in a manifest have at most {_MAX_INT_DIGITS}")
+
+
+def _json_float(s: str) -> float | _Refused:
+    import math
+
+    f = float(s)
+    return f if math.isfinite(f) else _Refused(f"number {s[:24]}{'...' if len(s) > 24 else ''} overflows to {f}; a finite number is needed")
+
+
+def _json_constant(s: str) -> _Refused:
+    return _Refused(f"{s} is not a number (NaN and Infinity are not valid JSON); a finite number is needed")
+
+
+def _parse_json(text: str, source: str) -> Any:
+    """Parse manifest JSON strictly; every refused value becomes a problem naming case and field.
+
+    Hand-written on top of :func:`json.loads` hooks because the standard parser accepts
+    duplicate keys, NaN/Infinity and overflowing numbers silently, raises bare
+    ``RecursionError``/``ValueError`` on deep nesting and huge integers, and no maintained
+    strict JSON reader reports where in the document each refused value sits.
+    """
+    try:
+        data = json.loads(text, object_pairs_hook=_json_object, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+    except RecursionError:
+        raise ManifestError(
+            [Problem("manifest", "(file)", f"JSON nested too deeply to parse (RecursionError); a manifest is at most {_MAX_JSON_DEPTH} levels deep")],
+            source,
+        ) from None
+    except ValueError as e:  # json.JSONDecodeError and any conversion error of the parser
+        raise ManifestError([Problem("manifest", "(file)", f"not valid JSON: {e}")], source) from None
+    problems: list[Problem] = []
+    patients = data.get("patients") if isinstance(data, dict) else None
+
+    def place(path: list[Any]) -> tuple[str, str]:
+        if len(path) >= 2 and path[0] == "patients" and isinstance(path[1], int) and isinstance(patients, list):
+            pt = patients[path[1]]
+            pid = pt.get("patient_id") if isinstance(pt, dict) else None
+            case = f"patient {pid!r}" if isinstance(pid, str) and pid else f"patients[{path[1]}]"
+            return case, ".".join(str(x) for x in path[2:]) or "(root)"
+        return "manifest", ".".join(str(x) for x in path) or "(root)"
+
+    stack: list[tuple[Any, list[Any]]] = [(data, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _Refused):
+            problems.append(Problem(*place(path), value.why))
+        elif len(path) > _MAX_JSON_DEPTH and isinstance(value, (dict, list)):
+            problems.append(Problem(*place(path[:_MAX_JSON_DEPTH]), f"nested more than {_MAX_JSON_DEPTH} levels deep"))
+        elif isinstance(value, dict):
+            for k in getattr(value, "duplicates", ()):
+                problems.append(Problem(*place(path), f"key {k!r} given more than once in one object (JSON would keep only the last)"))
+            stack.extend((v, [*path, k]) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((v, [*path, i]) for i, v in reversed(list(enumerate(value))))
+    if problems:
+        raise ManifestError(problems, source)
+    return data
 
 
 def save_manifest(data: dict[str, Any] | Manifest, path: str | Path) -> Path:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -64,23 +65,43 @@ def latest_checkpoint(save_dir: str | Path, prefix: str = "checkpoint") -> Path 
 def load_state_file(path: str | Path, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)`` with errors that name the file.
 
+    A file whose content needs pickle to load (any object other than tensors, numbers,
+    strings and containers of them) is refused: unpickling runs code chosen by whoever wrote
+    the file. The error says so plainly and names the object's type when torch reports it;
+    torch's own text is not passed on.
+
     Raises:
         FileNotFoundError: no such file.
         ValueError: the file is not a readable torch file, or it needs pickle (refused).
+
+    Example:
+        >>> load_state_file("runs/ckpt/checkpoint_epoch=3.pt")  # doctest: +SKIP
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist.")
     try:
-        return torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about pickle protocols of the refused file
+            return torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, ... by cause
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        text = str(e)
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", text)
         if found:
             raise ValueError(
-                f"checkpoint {str(p)!r} holds objects that need pickle to load ({found.group(1)}); refused "
-                f"(weights_only=True). Save plain state dicts instead."
-            ) from e
-        raise ValueError(f"checkpoint {str(p)!r} is not a readable torch file ({type(e).__name__}: {e}).") from e
+                f"checkpoint {str(p)!r} needs pickle to load (it holds a {found.group(1)} object) and was refused: "
+                "unpickling can run arbitrary code. Only plain state dicts (tensors, numbers, strings, lists, "
+                "dicts) are loaded; save the weights as a state dict."
+            ) from None
+        op = re.search(r"Unsupported operand (\d+)", text)
+        if op or "Weights only load failed" in text:
+            what = f"pickle opcode {op.group(1)}" if op else "a pickle instruction"
+            raise ValueError(
+                f"checkpoint {str(p)!r} is not a readable torch file: the weights-only reader stopped at {what} "
+                "(a corrupt file, or one that needs pickle to load); refused."
+            ) from None
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        raise ValueError(f"checkpoint {str(p)!r} is not a readable torch file ({type(e).__name__}: {first}).") from None
 
 
 def _unwrap(obj: Any) -> Any:

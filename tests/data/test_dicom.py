@@ -9,6 +9,7 @@ import logging
 import os
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from dce_monai.data.dicom import (
     classify_volume,
     cli_main,
     ingest_dicom,
+    localizer_reason,
     order_phases,
     pseudonymize,
+    read_secret_file,
     scan_dicom,
 )
 from dce_monai.data.manifest import load_manifest
@@ -402,7 +405,7 @@ def test_no_dce_phase(tmp_path: Path) -> None:
         ("ep2d_diff_b800", 80.0, 6000.0, ["ORIGINAL"], "ignore"),
         ("ax stir", 60.0, 5000.0, ["ORIGINAL"], "T2"),
         ("series x", 95.0, 4000.0, ["ORIGINAL"], "T2"),
-        ("localizer", 5.0, 200.0, ["ORIGINAL"], "ignore"),
+        ("t1_se_tra", 12.0, 500.0, ["ORIGINAL"], "ignore"),  # T1 spin echo (localizers: test_localizers_skipped)
     ],
 )
 def test_classify_volume(tmp_path: Path, desc: str, te: float, tr: float, image_type: list[str], kind: str) -> None:
@@ -841,3 +844,210 @@ def test_unenhanced_t1_before_the_run_dropped_by_contrast_tags(tmp_path: Path, c
         m = load_manifest(ingest_dicom(src, tmp_path / "out"))
     assert sorted(m.patients[0]["exam"]["sequences"]) == ["T1post1", "T1pre"]
     assert "2 pre-contrast phases; using the last" in caplog.text and "dropping [\"series 2 'ax t1 non-FS'\"]" in caplog.text
+
+
+# --------------------------------------------------------------------- hostile input: UIDs, burned-in text, localizers, pseudonyms
+
+
+def _study_of(src: Path) -> str:
+    return str(pydicom.dcmread(str(next(p for p in src.rglob("*.dcm"))), stop_before_pixels=True).StudyInstanceUID)
+
+
+def test_invalid_uids_never_reach_stderr_warnings_or_log(tmp_path: Path, capfd: pytest.CaptureFixture[str],
+                                                        caplog: pytest.LogCaptureFixture, recwarn: pytest.WarningsRecorder) -> None:
+    """UIDs with a leading-zero component (common in real exports, with a date inside) make
+    pydicom warn and log the value; ingest counts those reports and shows no value."""
+    src = tmp_path / "dicom"
+    src.mkdir()
+    study = "1.2.826.0.1.3680043.8.498.020240311.1"  # '020240311': leading zero, breaks the UI rules
+    series = ["1.2.826.0.1.3680043.8.498.020240311.2", "1.2.826.0.1.3680043.8.498.020240311.3"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom also warns when the test writes them
+        for ph in range(2):
+            write_slices(src, AXIAL, phase_volume(AXIAL, ph), study_uid=study, series_uid=series[ph], series_number=10 + ph,
+                         tags={"TriggerTime": 90000.0 * ph})
+    recwarn.clear()
+    caplog.clear()
+    capfd.readouterr()
+    with caplog.at_level(logging.DEBUG):
+        man = ingest_dicom(src, tmp_path / "out", mapping=tmp_path / "map.csv")
+    out, err = capfd.readouterr()
+    text = out + err + caplog.text + "".join(str(w.message) for w in recwarn)
+    assert "20240311" not in text and study not in text
+    assert not [w for w in recwarn if "VR UI" in str(w.message)]
+    assert re.search(r"pydicom reported irregular header values \(invalid UI value x \d+\); the values are not shown", caplog.text)
+    assert sorted(load_manifest(man).patients[0]["exam"]["sequences"]) == ["T1post1", "T1pre"]
+    assert logging.getLogger("pydicom").propagate  # pydicom's logger restored after the ingest
+
+
+def _burned_in_screenshot(src: Path, study: str) -> None:
+    g = Geometry(shape=(4, 4, 2))
+    write_slices(src, g, phase_volume(g, 5), study_uid=study, series_uid=generate_uid(), series_number=99, desc="MIP screenshot",
+                 te=2.0, tr=5.0, tags={"BurnedInAnnotation": "YES", "TriggerTime": 999000.0})
+
+
+def test_burned_in_annotation_refused_or_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "dicom"
+    src.mkdir()
+    dce_exam(src, AXIAL, 1, t2=False)
+    _burned_in_screenshot(src, _study_of(src))
+    match = (r"DICOM file .*\.dcm \(series 99 'MIP screenshot'\) declares BurnedInAnnotation YES: text burned into the pixels "
+             r"may identify the patient, .*refused\. Pass --skip-burned-in")
+    with pytest.raises(DicomIngestError, match=match):
+        ingest_dicom(src, tmp_path / "out")
+    with pytest.raises(DicomIngestError, match=match):  # not an unreadable file: skip_unreadable does not hide it
+        scan_dicom(src, skip_unreadable=True)
+    with caplog.at_level(logging.WARNING):
+        m = load_manifest(ingest_dicom(src, tmp_path / "out", skip_burned_in=True))
+    assert sorted(m.patients[0]["exam"]["sequences"]) == ["T1post1", "T1pre"]
+    assert "series 99 'MIP screenshot': 2 image(s) with burned-in annotation left out (--skip-burned-in)" in caplog.text
+
+
+def test_burned_in_through_the_entry_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dce_monai.cli import main
+
+    src = tmp_path / "dicom"
+    src.mkdir()
+    dce_exam(src, AXIAL, 1, t2=False)
+    _burned_in_screenshot(src, _study_of(src))
+    assert main(["ingest", str(src), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "dce-monai ingest: error: DICOM file" in err and "declares BurnedInAnnotation YES" in err and "Traceback" not in err
+    assert main(["ingest", str(src), str(tmp_path / "out"), "--skip-burned-in", "--mapping", str(tmp_path / "m.csv")]) == 0
+
+
+def _three_plane_localizer(src: Path, study: str, desc: str = "ExamCard 1", image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY")) -> None:
+    """One series, 3 slices in each of the axial, sagittal and coronal planes through one
+    centre: slice positions repeat along every normal, orientations differ."""
+    series = generate_uid()
+    planes = [np.eye(3), np.column_stack([[0, 1, 0], [0, 0, -1], [1, 0, 0]]), np.column_stack([[1, 0, 0], [0, 0, -1], [0, 1, 0]])]
+    for i, rot in enumerate(planes):
+        g = Geometry(shape=(4, 4, 3), spacing=(2.0, 2.0, 10.0), rot=rot, origin=tuple(-rot[:, 2] * 10.0))
+        write_slices(src, g, phase_volume(g, i), study_uid=study, series_uid=series, series_number=1, desc=desc,
+                     te=2.0, tr=6.0, tags={"ImageType": list(image_type)})
+
+
+@pytest.mark.parametrize(
+    "desc, image_type, reason",
+    [
+        ("ExamCard 1", ("ORIGINAL", "PRIMARY"), "slices in 3 orthogonal planes"),
+        ("AAHead_Scout", ("ORIGINAL", "PRIMARY"), "SeriesDescription 'AAHead_Scout'"),
+        ("3pl loc", ("ORIGINAL", "PRIMARY"), "SeriesDescription '3pl loc'"),
+        ("x", ("ORIGINAL", "PRIMARY", "LOCALIZER"), "ImageType LOCALIZER"),
+    ],
+)
+def test_localizers_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture, desc: str, image_type: tuple[str, ...], reason: str) -> None:
+    """A 3-plane localizer (a spoiled gradient echo, as DCE phases are) is left out with a log
+    line; before, its repeated slice positions stopped the ingest."""
+    src = tmp_path / "dicom"
+    src.mkdir()
+    dce_exam(src, AXIAL, 1, t2=False)
+    _three_plane_localizer(src, _study_of(src), desc, image_type)
+    with caplog.at_level(logging.INFO, logger="dce_monai"):
+        m = load_manifest(ingest_dicom(src, tmp_path / "out", mapping=tmp_path / "m.csv"))
+    assert sorted(m.patients[0]["exam"]["sequences"]) == ["T1post1", "T1pre"]
+    assert f"series 1 {desc!r}: localizer skipped ({reason}; 9 slices)" in caplog.text
+
+
+def test_single_plane_localizer_is_not_taken_for_a_dce_phase(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "dicom"
+    src.mkdir()
+    dce_exam(src, AXIAL, 1, t2=False)
+    g = Geometry(shape=(8, 8, 3), spacing=(1.0, 1.0, 5.0))
+    write_slices(src, g, phase_volume(g, 0), study_uid=_study_of(src), series_uid=generate_uid(), series_number=1,
+                 desc="Survey", te=2.0, tr=6.0, tags={"TriggerTime": -60000.0})
+    with caplog.at_level(logging.INFO, logger="dce_monai"):
+        m = load_manifest(ingest_dicom(src, tmp_path / "out", mapping=tmp_path / "m.csv"))
+    assert sorted(m.patients[0]["exam"]["sequences"]) == ["T1post1", "T1pre"]
+    assert "series 1 'Survey': localizer skipped" in caplog.text
+
+
+def test_localizer_reason_leaves_diagnostic_series_alone(tmp_path: Path) -> None:
+    src = tmp_path / "dicom"
+    src.mkdir()
+    dce_exam(src, OBLIQUE, 1)
+    slices = scan_dicom(src)
+    by_series: dict[int, list[Any]] = {}
+    for s in slices:
+        by_series.setdefault(s.series_number, []).append(s)
+    assert len(by_series) == 3 and all(localizer_reason(ss) is None for ss in by_series.values())
+
+
+def test_exclude_series_applies_before_volumes_are_built(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An excluded series that could not be built (a slice missing) no longer stops the ingest."""
+    src = tmp_path / "dicom"
+    src.mkdir()
+    dce_exam(src, AXIAL, 1, t2=False)
+    g = Geometry(shape=(4, 4, 6))
+    write_slices(src, g, phase_volume(g, 0), study_uid=_study_of(src), series_uid=generate_uid(), series_number=4,
+                 desc="broken recon", skip=(3,))
+    with pytest.raises(DicomIngestError, match=r"series 4 'broken recon': uneven slice positions"):
+        ingest_dicom(src, tmp_path / "out")
+    with caplog.at_level(logging.INFO, logger="dce_monai"):
+        m = load_manifest(ingest_dicom(src, tmp_path / "out", exclude_series="broken", mapping=tmp_path / "m.csv"))
+    assert sorted(m.patients[0]["exam"]["sequences"]) == ["T1post1", "T1pre"]
+    assert "series 4 'broken recon': excluded by --exclude-series (5 slices)" in caplog.text
+    with pytest.raises(ValueError, match=r"exclude_series must be a regular expression, got '\[' "):
+        build_volumes(scan_dicom(src), exclude_series="[")
+
+
+def test_pseudonyms_cannot_be_rebuilt_from_the_ids() -> None:
+    """Without a secret the numbering is a fresh random permutation: neither the sorted ids
+    nor their SHA-256 order (the former scheme) predicts it."""
+    import hashlib
+    import hmac
+
+    mrns = [f"MRN{i:06d}" for i in range(30)]
+    a, b = pseudonymize(mrns, id_prefix="X"), pseudonymize(mrns, id_prefix="X")
+    assert sorted(a.values()) == [f"X{i:04d}" for i in range(1, 31)]
+    assert a != b  # two runs: two permutations (equal with probability 1/30!)
+    by_sha = sorted(mrns, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+    assert [a[k] for k in by_sha] != sorted(a.values()) and [a[k] for k in mrns] != sorted(a.values())
+    keyed = pseudonymize(mrns, salt="k3y")
+    assert keyed == pseudonymize(mrns, salt="k3y")
+    assert keyed["MRN000007"] == "H" + hmac.new(b"k3y", b"MRN000007", hashlib.sha256).hexdigest()[:12]
+    assert keyed["MRN000007"] != "H" + hashlib.sha256(b"MRN000007").hexdigest()[:12]
+
+
+def test_mapping_written_owner_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "dicom"
+    src.mkdir()
+    dce_exam(src, AXIAL, 1, t2=False)
+    mapping = tmp_path / "private" / "map.csv"
+    mapping.parent.mkdir()
+    mapping.write_text("old\n")
+    os.chmod(mapping, 0o644)
+    ingest_dicom(src, tmp_path / "out", id_prefix="Q", mapping=mapping)
+    assert oct(mapping.stat().st_mode & 0o777) == "0o600"
+    assert mapping.read_text().splitlines() == ["original_patient_id,pseudonym", f"{PHI['PatientID']},Q0001"]
+    assert [p.name for p in mapping.parent.iterdir()] == ["map.csv"]  # no temporary left behind
+    with caplog.at_level(logging.WARNING):
+        ingest_dicom(src, tmp_path / "out2")
+    assert "no --mapping was written: the link back to the original patients is kept nowhere" in caplog.text
+
+
+def test_secret_file(tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    from dce_monai.cli import main
+
+    src = tmp_path / "dicom"
+    src.mkdir()
+    dce_exam(src, AXIAL, 1, t2=False)
+    secret = tmp_path / "secret"
+    secret.write_text("  0123456789abcdef\n")
+    os.chmod(secret, 0o600)
+    assert read_secret_file(secret) == "0123456789abcdef"
+    assert main(["ingest", str(src), str(tmp_path / "out"), "--secret-file", str(secret)]) == 0
+    pid = pseudonymize([PHI["PatientID"]], salt="0123456789abcdef")[PHI["PatientID"]]
+    assert f"{pid}: T1post1, T1pre" in capsys.readouterr().out
+    os.chmod(secret, 0o644)
+    with caplog.at_level(logging.WARNING):
+        read_secret_file(secret)
+    assert "can be read by other users (mode 0644); chmod 600 it" in caplog.text
+    empty = tmp_path / "empty"
+    empty.write_text("\n \n")
+    with pytest.raises(ValueError, match=r"secret file .*empty is empty; put one line of random text in it"):
+        read_secret_file(empty)
+    with pytest.raises(FileNotFoundError, match=r"secret file not found: .*nope"):
+        read_secret_file(tmp_path / "nope")
+    assert main(["ingest", str(src), str(tmp_path / "out"), "--secret-file", str(secret), "--salt", "x"]) == 2
+    assert "give the pseudonym secret once: --secret-file or --salt, not both." in capsys.readouterr().err

@@ -124,8 +124,37 @@ def test_resume_disabled_and_fresh_start(tmp_path):
 def test_pickle_checkpoint_refused(tmp_path):
     path = tmp_path / "checkpoint_epoch=1.pt"
     torch.save({"network": Path("x")}, path)  # a Path needs pickle
-    with pytest.raises(ValueError, match=r"need pickle to load \(pathlib.PosixPath\); refused"):
+    with pytest.raises(ValueError, match=r"needs pickle to load \(it holds a pathlib.PosixPath object\) and was refused") as e:
         load_state_file(path)
+    assert "weights_only" not in str(e.value) and e.value.__cause__ is None
+
+
+class _RunsCode:
+    """An object whose unpickling would call os.system (a malicious checkpoint)."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo should-never-run",))
+
+
+@pytest.mark.parametrize("kind", ["torch_zip", "raw_pickle"])
+def test_code_running_checkpoint_refused_without_invitation(tmp_path, kind, capfd):
+    import pickle
+
+    path = tmp_path / "checkpoint_epoch=1.pt"
+    if kind == "torch_zip":
+        torch.save({"network": _RunsCode()}, path)
+        match = r"needs pickle to load \(it holds a (posix|nt)\.system object\) and was refused: unpickling can run arbitrary code"
+    else:
+        path.write_bytes(pickle.dumps({"network": _RunsCode()}, protocol=4))
+        match = r"is not a readable torch file: the weights-only reader stopped at pickle opcode \d+ .*refused"
+    with pytest.raises(ValueError, match=match) as e:
+        load_state_file(path)
+    assert "weights_only=False" not in str(e.value) and "weights_only` set to `False" not in str(e.value)
+    assert e.value.__cause__ is None and e.value.__suppress_context__
+    captured = capfd.readouterr()
+    assert "should-never-run" not in captured.out and "weights_only" not in captured.err
 
 
 @pytest.mark.parametrize("content", [b"", b"not a torch file", b"PK\x03\x04truncated"])
