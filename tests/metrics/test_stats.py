@@ -395,3 +395,10 @@ def test_as_id_list():
         as_id_list("P1", "patient ids")
     with pytest.raises(ValueError, match=r"ids at position 1 is \[2\] \(list\), not a hashable id"):
         as_id_list([1, [2]])
+
+
+@pytest.mark.parametrize("x", [[3.0, 1.0, 2.0, 1.0, 3.0], [0.5] * 6, [7.0], np.round(np.random.default_rng(0).normal(size=300), 1).tolist()])
+def test_midrank_equals_scipy_rankdata(x):
+    from scipy.stats import rankdata
+
+    assert np.array_equal(stats_mod._midrank(np.asarray(x)), rankdata(x, method="average"))
