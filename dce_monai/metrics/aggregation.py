@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 from monai.utils import look_up_option
+
+from dce_monai.metrics.stats import as_id_list
 
 __all__ = ["aggregate_by_lesion"]
 
 
 def aggregate_by_lesion(
     scores: Sequence[float] | np.ndarray,
-    lesion_ids: Sequence[str],
+    lesion_ids: Sequence[Hashable] | Any,
     labels: Sequence[int] | np.ndarray | None = None,
     reduction: str = "max",
-) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+) -> tuple[list[Hashable], np.ndarray, np.ndarray | None]:
     """Reduce patch scores to one score per lesion.
 
     Args:
         scores: per-patch malignancy probabilities.
-        lesion_ids: lesion id of each patch.
+        lesion_ids: lesion id of each patch, kept as given: ``1`` and ``"1"`` are two lesions
+            (ids compare as Python values; see :func:`dce_monai.metrics.stats.as_id_list`).
         labels: per-patch labels (must agree within a lesion).
         reduction: ``"max"`` (seed 1) or ``"mean"``.
 
@@ -28,16 +32,17 @@ def aggregate_by_lesion(
         ``(ids in first-seen order, lesion scores, lesion labels or None)``.
 
     Raises:
-        ValueError: length mismatch, unknown reduction, or a lesion whose patches disagree on
-            the label (named).
+        ValueError: length mismatch, unknown reduction, a missing lesion id (None, NaN, empty;
+            positions named), or a lesion whose patches disagree on the label (named).
     """
     red = look_up_option(reduction, ("max", "mean"))
     s = np.asarray(scores, dtype=np.float64).ravel()
-    if len(s) != len(lesion_ids) or (labels is not None and len(labels) != len(s)):
-        raise ValueError(f"scores ({len(s)}), lesion_ids ({len(lesion_ids)}) and labels ({None if labels is None else len(labels)}) must have the same length.")
-    order: dict[str, list[int]] = {}
-    for i, lid in enumerate(lesion_ids):
-        order.setdefault(str(lid), []).append(i)
+    lids = as_id_list(lesion_ids, "lesion_ids")
+    if len(s) != len(lids) or (labels is not None and len(labels) != len(s)):
+        raise ValueError(f"scores ({len(s)}), lesion_ids ({len(lids)}) and labels ({None if labels is None else len(labels)}) must have the same length.")
+    order: dict[Hashable, list[int]] = {}
+    for i, lid in enumerate(lids):
+        order.setdefault(lid, []).append(i)
     ids = list(order)
     agg = np.array([s[idx].max() if red == "max" else s[idx].mean() for idx in order.values()])
     if labels is None:

@@ -345,7 +345,8 @@ def _delong_vs_baseline(best_rows: Mapping[str, tuple[str, str, list[dict[str, A
             lines.append(f"| {exp} | {model} | {split} | {len(shared)} | – | – | – | – ({why}) |")
             continue
         t = delong_test(y, [r["prob"] for r in shared], [base[r["lesion_id"]]["prob"] for r in shared])
-        lines.append(f"| {exp} | {model} | {split} | {len(shared)} | {_f(t['auc_a'])} | {_f(t['auc_b'])} | {_f(t['z'], 2)} | {t['p']:.3g} |")
+        p = f"n/a ({t['reason']})" if math.isnan(t["p"]) else f"{t['p']:.3g}"  # NaN when a class holds one lesion
+        lines.append(f"| {exp} | {model} | {split} | {len(shared)} | {_f(t['auc_a'])} | {_f(t['auc_b'])} | {_f(t['z'], 2)} | {p} |")
     return "\n".join(lines)
 
 

@@ -869,7 +869,13 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     for rank, r in enumerate(table, 1):
         r["rank"] = rank
         pt = np.array([x["prob"] for x in per[r["_t"]]["lesions"]])
-        r["delong_p_vs_best"] = 1.0 if r["_t"] == best else (delong_test(yb, pb, pt)["p"] if yb.min() != yb.max() else math.nan)
+        if r["_t"] == best:
+            r["delong_p_vs_best"], r["_delong_why"] = 1.0, ""
+        elif yb.min() == yb.max():
+            r["delong_p_vs_best"], r["_delong_why"] = math.nan, "one class only"
+        else:  # NaN with a reason when a class holds one lesion
+            t = delong_test(yb, pb, pt)
+            r["delong_p_vs_best"], r["_delong_why"] = t["p"], t["reason"]
     pred_path = out / "predictions.csv"
     write_predictions(pred_path, rows)
     cols = ["rank", "model", "auc", "auc_ci_low", "auc_ci_high", "sensitivity", "specificity", "accuracy", "sensitivity_tuned",
@@ -893,13 +899,18 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
         lines.append(
             f"| {r['rank']} | {', '.join(r['_t'])} | {r['auc']:.3f} ({r['auc_ci_low']:.3f}–{r['auc_ci_high']:.3f}) | {r['sensitivity']:.3f} | "
             f"{r['specificity']:.3f} | {r['accuracy']:.3f} | {r['sensitivity_tuned']:.3f} | {r['specificity_tuned']:.3f} | {r['accuracy_tuned']:.3f} | "
-            f"{r['fold_auc_mean']:.3f} ± {r['fold_auc_sd']:.3f} | {r['delong_p_vs_best']:.3g} |"
+            f"{r['fold_auc_mean']:.3f} ± {r['fold_auc_sd']:.3f} | {_p_text(r['delong_p_vs_best'], r['_delong_why'])} |"
         )
     md_path.write_text("\n".join(lines) + "\n")
     result = {"predictions": pred_path, "ranking_csv": csv_path, "ranking_md": md_path}
     if tensorboard:
         result["tensorboard"] = _write_hparams(out / "tensorboard", table, run)
     return result
+
+
+def _p_text(p: float, why: str) -> str:
+    """A p-value for a table: ``0.0123``, or ``n/a (only one positive lesion)`` when undefined."""
+    return f"n/a ({why})" if math.isnan(p) else f"{p:.3g}"
 
 
 def _write_hparams(log_dir: Path, table: Sequence[dict[str, Any]], run: dict[str, Any]) -> Path:

@@ -36,3 +36,19 @@ def test_attention_fraction():
     assert torch.allclose(attention_fraction(cam, mask), torch.tensor([1.0, 0.5]))
     with pytest.raises(ValueError, match=r"cam and mask must have the same shape"):
         attention_fraction(cam, mask[:, :, :2])
+
+
+def test_lesion_ids_are_kept_as_given():
+    # 1 and "1" are two lesions (no str() merge); ids come back with their type
+    ids, s, y = aggregate_by_lesion([0.2, 0.7, 0.4, 0.1], [1, "1", 1, "1"], [0, 1, 0, 1])
+    assert ids == [1, "1"] and np.allclose(s, [0.4, 0.7]) and y.tolist() == [0, 1]
+    ids, s, _ = aggregate_by_lesion(np.array([0.2, 0.7, 0.4]), torch.tensor([5, 6, 5]))
+    assert ids == [5, 6] and all(type(i) is int for i in ids) and np.allclose(s, [0.4, 0.7])
+    ids, _, _ = aggregate_by_lesion([0.2, 0.7], np.array(["L1", "L2"]))
+    assert ids == ["L1", "L2"]
+
+
+@pytest.mark.parametrize("bad", [None, float("nan"), ""])
+def test_missing_lesion_id_is_refused(bad):
+    with pytest.raises(ValueError, match=r"lesion_ids missing \(None, NaN or empty\) at positions \[1\] \(1 of 3\)"):
+        aggregate_by_lesion([0.1, 0.2, 0.3], ["A", bad, "B"])

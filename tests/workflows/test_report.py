@@ -190,3 +190,14 @@ def test_rows_in_several_files_counted_once(tmp_path, conflict):
     assert f"{len(rows)} row(s) present in more than one file" in md
     assert "| no_mask | val |" in md and f"{len(rows)} (" in md  # n lesions once, not twice
     assert ("conflicts with an earlier file" in md) == conflict
+
+
+def test_delong_against_baseline_with_one_positive_lesion(tmp_path):
+    run = tmp_path / "run"
+    write_predictions(run / "b.csv", _rows("baseline_kinetics", ["logreg"]))
+    rows = _rows("other", ["m"], seed=4)
+    one_pos = [r for r in rows if r["label"] == 0] + [next(r for r in rows if r["label"] == 1)]
+    write_predictions(run / "o.csv", one_pos)
+    md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
+    n = len(one_pos)
+    assert re.search(rf"\| other \| m \| val \| {n} \| \d\.\d{{3}} \| \d\.\d{{3}} \| – \| n/a \(only one positive lesion\) \|", md)

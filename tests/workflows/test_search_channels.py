@@ -373,3 +373,24 @@ def test_invalid_cohort_refused_before_any_work(broken_cohort, tmp_path):
     with pytest.raises(ManifestError, match=rf"{bad}.*cannot read NIfTI file .*T1post2"):
         run_search(manifest, tmp_path / "s", k=2, epochs=1, triplets=[("T1pre", "T1post3", "sub")], progress=False)
     assert not (tmp_path / "s" / "cache").exists()  # nothing was computed
+
+
+def test_merge_renders_undefined_delong_with_its_reason(tmp_path):
+    """Cells written by hand: one malignant lesion among five, so DeLong's variance is undefined."""
+    trips = [("T2", "T1pre", "sub"), ("T1pre", "T1post3", "sub")]
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "run.json").write_text(json.dumps({"triplets": trips, "k": 1, "fingerprint": "f0",
+                                                   "settings": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "image_size": 32}}))
+    labels = [1, 0, 0, 0, 0]
+    for j, t in enumerate(trips):
+        probs = [0.9 - 0.3 * j, 0.2, 0.4, 0.7, 0.1]
+        lesions = [{"patient_id": f"P{i}", "lesion_id": f"P{i}-L1", "label": y, "prob": p} for i, (y, p) in enumerate(zip(labels, probs))]
+        (tmp_path / "cells" / f"{cell_name(t, 0)}.json").write_text(json.dumps(
+            {"complete": True, "fingerprint": "f0", "lesions": lesions, "train_threshold": 0.5, "metrics": {"auc": 0.5}}))
+    paths = merge(tmp_path, n_boot=20, tensorboard=False)
+    with open(paths["ranking_csv"]) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in rows] == ["T2+T1pre+sub", "T1pre+T1post3+sub"]  # AUC 1 then 3/4
+    assert float(rows[0]["delong_p_vs_best"]) == 1.0 and math.isnan(float(rows[1]["delong_p_vs_best"]))
+    md = paths["ranking_md"].read_text().splitlines()
+    assert md[-1].endswith("| n/a (only one positive lesion) |") and md[-2].endswith("| 1 |")
