@@ -330,6 +330,9 @@ class PhantomCase:
         field_strength_t: field strength of the simulated scanner, T.
         latent: hidden patient properties the outcomes were drawn from (``stromal``: the
             standard-normal peritumoral stromal activity), for ideal-feature baselines.
+        motion_shift_mm: the true rigid shift of each moved phase (``T1post1``.. when
+            ``motion_mm > 0``; empty otherwise), RAS mm: the phase's content is displaced by
+            this vector relative to ``T1pre`` (and to ``label_map`` / ``breast_mask``).
     """
 
     patient_id: str
@@ -348,6 +351,7 @@ class PhantomCase:
     breast_signal: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     field_strength_t: float = 3.0
     latent: dict[str, float] = field(default_factory=dict)
+    motion_shift_mm: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- physics
@@ -687,10 +691,14 @@ def simulate_patient(
 
     body = tissue != AIR
     bias = _bias_field(rng, shape, spacing, body, cfg.bias_strength)
+    motion_truth: dict[str, tuple[float, float, float]] = {}
     if cfg.motion_mm > 0:
+        phase_names = list(times)
         for p in range(1, n_t):
             shift = rng.normal(0, cfg.motion_mm, 3) / np.asarray(spacing)
             t1_sig[p] = ndimage.shift(t1_sig[p], shift, order=1, mode="nearest")
+            # the affine is diagonal with positive spacing: voxel axes are RAS axes
+            motion_truth[phase_names[p]] = tuple(float(v) for v in shift * np.asarray(spacing))  # type: ignore[assignment]
 
     # noise-free mean curves for tests and docs
     les_curves = {les["label_value"]: t1_sig[:, label_map == les["label_value"]].mean(1) for les in lesions}
@@ -757,6 +765,7 @@ def simulate_patient(
         breast_signal=breast_curve * scale,
         field_strength_t=float(cfg.field_strength_t),
         latent={"stromal": stromal},
+        motion_shift_mm=motion_truth,
     )
 
 

@@ -15,6 +15,7 @@ from .augmentation import (
     variant_names,
 )
 from .bias_field import N4BiasFieldCorrection, N4BiasFieldCorrectiond
+from .breast_mask import BreastMask, BreastMaskd
 from .channels import SelectSequences, SelectSequencesd
 from .crop import BoundingBoxCrop, BoundingBoxCropd, LesionMaskd, mask_bounding_box
 from .fcm import (
@@ -41,6 +42,7 @@ from .kinetics import (
     relative_enhancement,
 )
 from .patches import LesionPatchesd, lesion_centre
+from .registration import RegisterPhases, RegisterPhasesd
 
 __all__ = [
     "AXIAL_ONLY_ROTATIONS",
@@ -50,6 +52,8 @@ __all__ = [
     "Augment34d",
     "AxialRotation",
     "BoundingBoxCrop",
+    "BreastMask",
+    "BreastMaskd",
     "BoundingBoxCropd",
     "CornerShift",
     "CubeSymmetry",
@@ -67,6 +71,8 @@ __all__ = [
     "N4BiasFieldCorrection",
     "N4BiasFieldCorrectiond",
     "RandAugment34d",
+    "RegisterPhases",
+    "RegisterPhasesd",
     "ScaleIntensityDCE",
     "ScaleIntensityDCEd",
     "SelectSequences",
