@@ -348,6 +348,7 @@ def extract_features(
     early_phase: int = 1,
     progress: bool = True,
     threads: int = 1,
+    register: bool = False,
 ) -> list[dict[str, Any]]:
     """Features of every lesion of a lesion-level datalist, cached per lesion in ``cache_csv``.
 
@@ -364,6 +365,8 @@ def extract_features(
         early_phase: 1-based early post phase for wash-in/washout/SER.
         progress: print one line per patient.
         threads: torch/BLAS threads while computing (see :func:`limit_threads`).
+        register: rigidly register the post phases to T1pre first
+            (:class:`~dce_monai.transforms.RegisterPhasesd`; the manifest's ``register_phases``).
 
     Returns:
         One dict per datalist entry (same order): ``patient_id``, ``lesion_id``,
@@ -375,15 +378,18 @@ def extract_features(
             ``label_value`` is absent from its label map (each naming the case).
     """
     with limit_threads(threads):
-        return _extract(datalist, Path(cache_csv), top_fraction, early_phase, progress)
+        return _extract(datalist, Path(cache_csv), top_fraction, early_phase, progress, register)
 
 
-def _extract(datalist: Sequence[Mapping[str, Any]], cache_csv: Path, top_fraction: float, early_phase: int, progress: bool) -> list[dict[str, Any]]:
+def _extract(datalist: Sequence[Mapping[str, Any]], cache_csv: Path, top_fraction: float, early_phase: int, progress: bool,
+             register: bool = False) -> list[dict[str, Any]]:
     from monai.transforms import EnsureChannelFirstd, LoadImaged
+
+    from dce_monai.transforms import RegisterPhasesd
 
     cache_csv.parent.mkdir(parents=True, exist_ok=True)
     meta_path = cache_csv.with_suffix(".json")
-    settings = _settings(top_fraction, early_phase)
+    settings = {**_settings(top_fraction, early_phase), "register_phases": bool(register)}
     cached: dict[str, dict[str, Any]] = {}
     if cache_csv.is_file() and meta_path.is_file():
         try:
@@ -418,6 +424,8 @@ def _extract(datalist: Sequence[Mapping[str, Any]], cache_csv: Path, top_fractio
             raise ValueError(f"{case}: the datalist entry lacks {missing}; available: {sorted(map(str, d0))}.")
         keys = [PRE, *posts, "label_map"]
         loaded: dict[Any, Any] = EnsureChannelFirstd(keys)(LoadImaged(keys, image_only=True)({k: d0[k] for k in keys}))
+        if register:
+            loaded = RegisterPhasesd(keys=posts)(loaded)
         check_same_grid({k: loaded[k] for k in keys}, case)
         image = torch.cat([loaded[k].as_tensor().float() for k in [PRE, *posts]])
         image = MetaTensor(image, affine=loaded[PRE].affine.clone())
@@ -657,7 +665,7 @@ def _run(manifest: str | Path, out: Path, k: int, seed: int, label: str | None, 
         folds = patient_folds(dl, k=k, seed=seed)
     check_fold_classes(dl, folds, source=str(folds_file or out / "folds.json"))
     folds_path = write_folds(folds, out / "folds.json", seed=seed, label=label, manifest=str(manifest))
-    rows = extract_features(dl, out / "features.csv", top_fraction=top_fraction, progress=progress)
+    rows = extract_features(dl, out / "features.csv", top_fraction=top_fraction, progress=progress, register=m.register_phases)
     names = model_feature_names(rows)
     preds = fit_predict_folds(rows, [int(d["label"]) for d in dl], folds, MODELS, seed, names)
     pred_path = write_predictions(out / "predictions.csv", preds)

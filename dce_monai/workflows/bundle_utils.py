@@ -99,6 +99,43 @@ def fold_datalist(
     return out
 
 
+def phase_registration(manifest: str | Path, keys: Sequence[str], enabled: bool | None = None) -> Any:
+    """The registration step of a bundle pipeline: :class:`~dce_monai.transforms.RegisterPhasesd` or a no-op.
+
+    Real cohorts are imported with ``dataset.register_phases`` true (their phases are not
+    co-registered); phantoms without motion have it false. ``enabled=None`` follows the
+    manifest; ``True``/``False`` (the bundle's ``--register_phases``) overrides it.
+
+    Args:
+        manifest: cohort manifest path.
+        keys: post-contrast phases the pipeline loads (others are skipped); ``T1pre`` and
+            non-phase keys in the list are ignored.
+        enabled: ``None`` (follow the manifest), ``True`` or ``False``.
+
+    Returns:
+        A dictionary transform.
+
+    Raises:
+        ValueError: ``enabled`` is not None/True/False.
+
+    Example:
+        >>> phase_registration("cohort/manifest.json", ["T1pre", "T1post1"], enabled=False)  # doctest: +SKIP
+        Identityd(...)
+    """
+    from monai.transforms import Identityd
+
+    from dce_monai.sequences import is_post
+    from dce_monai.transforms import RegisterPhasesd
+
+    if enabled not in (None, True, False):
+        raise ValueError(f"register_phases must be null, true or false, got {enabled!r}.")
+    on = load_manifest(manifest).register_phases if enabled is None else enabled
+    posts = [k for k in keys if is_post(k)]
+    if not on or not posts:
+        return Identityd(keys=[], allow_missing_keys=True)
+    return RegisterPhasesd(keys=posts, allow_missing_keys=True)
+
+
 class PatchDataset(Dataset):
     """Flat dataset of 2D patches made from a dataset of lesions that each yield a list of patches.
 

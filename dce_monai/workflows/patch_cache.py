@@ -39,9 +39,10 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from monai.utils import look_up_option
 
 from dce_monai.data.manifest import Manifest, load_manifest
-from dce_monai.sequences import PRE, SEQUENCES, SUB, source_sequences, validate_sequence_names
+from dce_monai.sequences import PRE, SEQUENCES, SUB, is_post, source_sequences, validate_sequence_names
 from dce_monai.transforms import (
     LesionPatchesd,
+    RegisterPhasesd,
     ScaleIntensityDCEd,
     SelectSequencesd,
     Subtractd,
@@ -115,7 +116,8 @@ class PatchCache:
 
 
 def _settings(
-    sequences: Sequence[str], size: Sequence[int], size_mm: Sequence[float] | None, dtype: str, label: str, drop_other_lesions: bool
+    sequences: Sequence[str], size: Sequence[int], size_mm: Sequence[float] | None, dtype: str, label: str, drop_other_lesions: bool,
+    register: bool = False,
 ) -> dict[str, Any]:
     seqs = validate_sequence_names(sequences, "sequences")
     if len(size) != 2 or any(isinstance(s, bool) or int(s) != s or int(s) < 1 for s in size):
@@ -133,6 +135,7 @@ def _settings(
         "drop_other_lesions": bool(drop_other_lesions),
         "sub": "T1post1 - T1pre",
         "scaling": "T1 phases and sub / p99(T1pre); T2 / p99(T2)",
+        "register_phases": bool(register),
     }
 
 
@@ -169,12 +172,14 @@ def cache_key(manifest: Manifest, settings: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def patient_pipeline(file_seqs: Sequence[str], seqs: Sequence[str]) -> Compose:
-    """The per-patient MONAI pipeline: load ``file_seqs`` (+ label map), compute ``sub``, scale, stack ``seqs`` into ``image``.
+def patient_pipeline(file_seqs: Sequence[str], seqs: Sequence[str], register: bool = False) -> Compose:
+    """The per-patient MONAI pipeline: load ``file_seqs`` (+ label map), register, compute ``sub``, scale, stack ``seqs`` into ``image``.
 
     Args:
         file_seqs: sequences read from files (see :func:`files_needed`).
         seqs: channels stacked into ``image``, in this order.
+        register: rigidly register the post-contrast phases to T1pre before subtraction
+            (:class:`~dce_monai.transforms.RegisterPhasesd`; the manifest's ``register_phases``).
 
     Returns:
         A ``Compose`` mapping a datalist dict (paths) to a dict with ``image`` (C, X, Y, Z).
@@ -182,6 +187,9 @@ def patient_pipeline(file_seqs: Sequence[str], seqs: Sequence[str]) -> Compose:
     keys = list(file_seqs) + ["label_map"]
     t1 = [s for s in seqs if s != "T2"]
     steps: list[Any] = [LoadImaged(keys, image_only=True, allow_missing_keys=True), EnsureChannelFirstd(keys, allow_missing_keys=True)]
+    posts = [s for s in file_seqs if is_post(s)]
+    if register and posts:
+        steps.append(RegisterPhasesd(keys=posts))
     if SUB in seqs:
         steps.append(Subtractd())
     if t1:
@@ -229,7 +237,7 @@ def build_patch_cache(
     """
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     label = m.target if label is None else label
-    st = _settings(sequences, size, size_mm, dtype, label, drop_other_lesions)
+    st = _settings(sequences, size, size_mm, dtype, label, drop_other_lesions, m.register_phases)
     key = cache_key(m, st)
     out_dir = Path(cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +248,7 @@ def build_patch_cache(
     by_patient: dict[str, list[dict[str, Any]]] = {}
     for entry in datalist:
         by_patient.setdefault(entry["patient_id"], []).append(entry)
-    pipe = patient_pipeline(file_seqs, seqs)
+    pipe = patient_pipeline(file_seqs, seqs, register=st["register_phases"])
     cutter = LesionPatchesd(size=tuple(st["size"]), size_mm=None if size_mm is None else tuple(st["size_mm"]), drop_other_lesions=drop_other_lesions, on_empty="raise")
     mask_loader = Compose([LoadImaged(["mask"], image_only=True), EnsureChannelFirstd(["mask"])])
     from tqdm.auto import tqdm
@@ -347,7 +355,7 @@ def get_patch_cache(
     """
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     label = m.target if label is None else label
-    st = _settings(sequences, size, size_mm, dtype, label, drop_other_lesions)
+    st = _settings(sequences, size, size_mm, dtype, label, drop_other_lesions, m.register_phases)
     path = Path(cache_dir) / f"patches_{cache_key(m, st)[:16]}.pt"
     if path.is_file():
         try:
