@@ -70,10 +70,14 @@ def test_corner_shifts_move_by_exactly_s(index):
     y = op(MetaTensor(x, affine=AFF))
     pos = np.argwhere(y[0].numpy() == 1.0)[0]
     assert tuple(pos - 15) == op.offsets and set(np.abs(op.offsets)) == {10}
-    assert torch.equal(y.affine, AFF) and y.shape == x.shape
+    shift = torch.eye(4, dtype=torch.float64)
+    shift[:3, 3] = -torch.tensor(op.offsets, dtype=torch.float64)
+    assert torch.allclose(y.affine, AFF @ shift) and y.shape == x.shape  # the field of view moved
+    world = lambda aff, p: (aff @ torch.tensor([*map(float, p), 1.0], dtype=torch.float64))[:3]  # noqa: E731
+    assert torch.allclose(world(y.affine, pos), world(AFF, (15, 15, 15)))  # the content did not
     assert float(y.sum()) == 1.0  # background fill, nothing else
     back = op.inverse(y)
-    assert torch.equal(back.as_tensor(), x)
+    assert torch.equal(back.as_tensor(), x) and torch.allclose(back.affine, AFF) and not back.applied_operations
 
 
 def test_axial_rotation_shape_slices_and_nearest_masks():
@@ -113,7 +117,7 @@ def test_random_variant_reproducible_and_global_rng_untouched():
     va = [a(x)["augmentation_variant"] for _ in range(10)]
     assert va == [b(x)["augmentation_variant"] for _ in range(10)] and len(set(va)) > 3
     assert np.array_equal(np.random.get_state()[1], state)
-    assert "augmentation_variant" not in RandAugment34d(["image"], prob=0.0)(x)
+    assert RandAugment34d(["image"], prob=0.0)(x)["augmentation_variant"] == -1
     only = RandAugment34d(["image"], variants=AXIAL_ONLY_ROTATIONS).set_random_state(0)
     assert all(only(x)["augmentation_variant"] in AXIAL_ONLY_ROTATIONS for _ in range(8))
 
