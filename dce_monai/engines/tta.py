@@ -5,7 +5,11 @@
 cube rotations) and returns ``log(mean_v softmax(net(aug_v(x))))``, so that a downstream softmax
 gives the mean of the 34 class probabilities. MONAI's ``TestTimeAugmentation`` targets
 segmentation outputs that are inverted back to the input grid; for class logits no inversion is
-needed, hence this small inferer.
+needed, hence this small inferer. Voxel-wise outputs (class activation maps) map back through
+MONAI's own inversion instead: every variant is an ``InvertibleTransform`` recording one trace
+entry, so ``Augment34(v).inverse(cam)`` (a CAM carrying the augmented input's trace) or
+``Invertd(keys="cam", transform=preprocessing, orig_keys="image")`` after a whole preprocessing
+pipeline return it on the input grid (see ``docs/transforms.md``).
 
 Reference: seed 2 (mask-guided 3D VGG), ``/work/shared/seeds/004_*``.
 """

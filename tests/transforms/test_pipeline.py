@@ -10,6 +10,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, Resized
 
 from dce_monai.data.manifest import load_manifest
 from dce_monai.transforms import (
+    AXIAL_ONLY_ROTATIONS,
     BoundingBoxCropd,
     EnhancementMapsd,
     EnhancementThresholdMaskd,
@@ -165,3 +166,55 @@ def test_orientation_scale_crop_inverted_end_to_end() -> None:
     core = (slice(None), slice(4, 7), slice(3, 5), slice(2, 4))  # the enhancing block less its rim
     rel = (back["pred"][core] - d["T1post1"][core]).abs() / d["T1post1"][core]
     assert float(rel.max()) < 0.05  # 2x trilinear up-sampling and back: the input inside the box
+
+
+def test_docs_pipeline_inverted_end_to_end(tiny_cohort):
+    """The pipeline of docs/transforms.md ("Composing with MONAI's own transforms") on phantom files."""
+    from monai.transforms import ConcatItemsd, Invertd, Orientationd
+
+    keys = ["T1pre", "T1post1", "breast_mask"]
+    preprocessing = Compose(
+        [
+            LoadImaged(keys, image_only=True),
+            EnsureChannelFirstd(keys),
+            Orientationd(keys, axcodes="RAS"),
+            Subtractd(),
+            EnhancementThresholdMaskd(breast_mask_key="breast_mask"),
+            ScaleIntensityDCEd(["T1pre", "T1post1", "sub"], reference_keys=["T1pre"]),
+            ConcatItemsd(["T1post1", "sub"], "image"),
+            BoundingBoxCropd(["image", "mask"], "mask", (32, 32, 16), margin=10, margin_unit="mm", mode=["trilinear", "nearest"]),
+            RandAugment34d(["image", "mask"], prob=0.5, mode=["bilinear", "nearest"], variants=AXIAL_ONLY_ROTATIONS + tuple(range(24, 34))),
+        ]
+    )
+    record = load_manifest(tiny_cohort).to_datalist(level="patient")[0]
+    steps = preprocessing.transforms
+    file_grid = Compose([steps[0], steps[1], steps[3], steps[4]])(dict(record))  # the mask computed on the file's grid
+    raw = LoadImaged("T1post1", image_only=True)(dict(record))["T1post1"]
+    truth = file_grid["mask"].as_tensor().float()
+
+    def mapped_back(prob: float, seed: int) -> tuple[dict, int]:
+        steps[-1].prob = prob
+        steps[-1].set_random_state(seed)
+        d = preprocessing(dict(record))
+        assert d["image"].shape[1:] == (32, 32, 16)
+        d["cam"] = torch.sigmoid(d["image"][:1])
+        return Invertd(["cam", "mask"], preprocessing, orig_keys="image", nearest_interp=[False, True])(d), d["augmentation_variant"]
+
+    plain, _ = mapped_back(0.0, 0)  # no augmentation: crop + resize there and back
+    assert plain["mask"].shape == truth.shape and float(truth.sum()) > 100
+    dice = float(2 * (plain["mask"].as_tensor() * truth).sum() / (plain["mask"].as_tensor().sum() + truth.sum()))
+    assert dice > 0.7, dice  # nearest down-sampling of the whole enhancing region to 32 x 32 x 16 and back
+    variants = set()
+    for seed in range(8):  # both branches of the random step
+        back, variant = mapped_back(0.5, seed)
+        variants.add(variant)
+        assert back["cam"].shape[1:] == tuple(raw.shape)
+        torch.testing.assert_close(back["cam"].affine, raw.affine.to(torch.float64))
+        got, ref = back["mask"].as_tensor(), plain["mask"].as_tensor()
+        if variant < 24:  # cube rotations (and no variant): undone exactly
+            assert torch.equal(got, ref) and torch.equal(back["cam"].as_tensor(), plain["cam"].as_tensor())
+        elif variant < 32:  # corner shifts: undone, less what left the field of view
+            assert bool((got <= ref).all()) and float(got.sum()) > 0
+        else:  # +-10 deg: nearest interpolation there and back
+            assert float(2 * (got * ref).sum() / (got.sum() + ref.sum())) > 0.8
+    assert -1 in variants and len(variants) > 2
