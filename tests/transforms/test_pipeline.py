@@ -205,7 +205,7 @@ def test_docs_pipeline_inverted_end_to_end(tiny_cohort):
     dice = float(2 * (plain["mask"].as_tensor() * truth).sum() / (plain["mask"].as_tensor().sum() + truth.sum()))
     assert dice > 0.7, dice  # nearest down-sampling of the whole enhancing region to 32 x 32 x 16 and back
     variants = set()
-    for seed in range(8):  # both branches of the random step
+    for seed in (0, 1, 7, 11):  # draws: none, a corner shift, a cube rotation, +10 deg
         back, variant = mapped_back(0.5, seed)
         variants.add(variant)
         assert back["cam"].shape[1:] == tuple(raw.shape)
@@ -217,4 +217,4 @@ def test_docs_pipeline_inverted_end_to_end(tiny_cohort):
             assert bool((got <= ref).all()) and float(got.sum()) > 0
         else:  # +-10 deg: nearest interpolation there and back
             assert float(2 * (got * ref).sum() / (got.sum() + ref.sum())) > 0.8
-    assert -1 in variants and len(variants) > 2
+    assert variants == {-1, 28, 6, 32}
