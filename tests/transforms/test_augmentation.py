@@ -348,3 +348,19 @@ def test_track_meta_off_returns_plain_tensors():
         assert type(d["image"]) is torch.Tensor and d["augmentation_variant"] == -1
     finally:
         set_track_meta(True)
+
+
+def test_transforms_pickle_after_use_and_keep_their_draws():
+    import pickle
+
+    x = {"image": MetaTensor(torch.as_tensor(_vol((1, 6, 6, 6))), affine=AFF)}
+    rand = RandAugment34d("image", prob=0.5).set_random_state(4)
+    ops = [CubeSymmetry(3), CornerShift(2, 2), AxialRotation(10.0), Augment34(30, shift=2)]
+    for op in ops:
+        op(x["image"])
+    rand(x)
+    for op in ops:
+        again = pickle.loads(pickle.dumps(op))
+        torch.testing.assert_close(again(x["image"]).as_tensor(), op(x["image"]).as_tensor())
+    twin = pickle.loads(pickle.dumps(rand))
+    assert [twin(x)["augmentation_variant"] for _ in range(8)] == [rand(x)["augmentation_variant"] for _ in range(8)]
