@@ -90,7 +90,7 @@ class CubeSymmetry(InvertibleTransform, LazyTransform):
     Example:
         >>> x = MetaTensor(torch.rand(1, 4, 3, 2))
         >>> y = CubeSymmetry(5)(x); tuple(y.shape), y.applied_operations[-1]["class"]
-        ((1, 2, 3, 4), 'CubeSymmetry')
+        ((1, 3, 2, 4), 'CubeSymmetry')
     """
 
     backend = Rotate90.backend
