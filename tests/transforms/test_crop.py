@@ -217,3 +217,21 @@ def test_dict_allow_missing_keys() -> None:
     out = t({"sub": img, "mask": m})
     assert "T2" not in out and out["sub"].shape == (1, 4, 4, 4)
     assert t.inverse(out)["sub"].shape == (1, 20, 16, 12)
+
+
+def test_in_lazy_compose_equals_eager() -> None:
+    """In ``Compose(lazy=True)`` the pending ``Flipd`` is applied before the box is read from the
+    mask (``requires_current_data``); crop + resize and the following ``Rotate90d`` then resample once."""
+    from monai.transforms import Compose, Flipd, Rotate90d
+
+    img, m = _box_data("meta")
+    steps = lambda: [Flipd(["sub", "mask"], 0), BoundingBoxCropd(["sub", "mask"], "mask", (4, 4, 4)), Rotate90d(["sub", "mask"])]  # noqa: E731
+    eager = Compose(steps())({"sub": img, "mask": m})
+    lazy_pipe = Compose(steps(), lazy=True, overrides={"sub": {"mode": "bilinear", "padding_mode": "zeros"}, "mask": {"mode": "bilinear", "padding_mode": "zeros"}})
+    lazy = lazy_pipe({"sub": img, "mask": m})
+    for k in ("sub", "mask"):
+        torch.testing.assert_close(lazy[k].as_tensor(), eager[k].as_tensor(), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(lazy[k].affine, eager[k].affine)
+        assert [e["lazy"] for e in lazy[k].applied_operations] == [True, True, True]
+    back = lazy_pipe.inverse(lazy)
+    assert back["sub"].shape == (1, 20, 16, 12) and not back["sub"].applied_operations

@@ -218,3 +218,36 @@ def test_docs_pipeline_inverted_end_to_end(tiny_cohort):
         else:  # +-10 deg: nearest interpolation there and back
             assert float(2 * (got * ref).sum() / (got.sum() + ref.sum())) > 0.8
     assert variants == {-1, 28, 6, 32}
+
+
+def test_array_forms_keep_the_trace() -> None:
+    from monai.transforms import Flip
+
+    from dce_monai.transforms import (
+        EnhancementMaps,
+        EnhancementThresholdMask,
+        FuzzyCMeansMask,
+        ImageNetNormalize,
+        ScaleIntensityDCE,
+        SelectSequences,
+        Subtract,
+    )
+
+    p = {k: Flip(0)(v) for k, v in _phases("meta").items() if k != "patient_id"}
+    stack = MetaTensor(torch.cat([p["T1pre"], p["T1post1"], p["T1post2"]]), affine=p["T1pre"].affine)
+    stack.applied_operations = list(p["T1pre"].applied_operations)
+    stack.meta["channel_names"] = ["T1pre", "T1post1", "T1post2"]
+    outs = {
+        "Subtract": Subtract()(p["T1post1"], p["T1pre"]),
+        "EnhancementMaps": EnhancementMaps(noise_floor=1.0)(stack)["washin"],
+        "EnhancementThresholdMask": EnhancementThresholdMask()(p["T1pre"], p["T1post1"]),
+        "FuzzyCMeansMask": FuzzyCMeansMask(n_clusters=2)(p["T1post1"]),
+        "ScaleIntensityDCE": ScaleIntensityDCE()(stack),
+        "ImageNetNormalize": ImageNetNormalize()(stack),
+        "SelectSequences": SelectSequences(("T1post2", "T1pre"))(stack),
+    }
+    for name, out in outs.items():
+        assert isinstance(out, MetaTensor) and [e["class"] for e in out.applied_operations] == ["Flip"], name
+        torch.testing.assert_close(out.affine, p["T1pre"].affine)
+    assert outs["SelectSequences"].meta["channel_names"] == ["T1post2", "T1pre"]
+    assert stack.meta["channel_names"] == ["T1pre", "T1post1", "T1post2"]  # the input is not renamed
