@@ -251,3 +251,33 @@ def test_array_forms_keep_the_trace() -> None:
         torch.testing.assert_close(out.affine, p["T1pre"].affine)
     assert outs["SelectSequences"].meta["channel_names"] == ["T1post2", "T1pre"]
     assert stack.meta["channel_names"] == ["T1pre", "T1post1", "T1post2"]  # the input is not renamed
+
+
+def test_batch_decollate_invertd() -> None:
+    """MONAI's inference pattern: a DataLoader batch of our outputs, ``decollate_batch``, then
+    ``Invertd`` per item maps predictions back to each input's grid."""
+    from monai.data import DataLoader, Dataset, decollate_batch
+    from monai.transforms import Flipd, Invertd
+
+    rng = np.random.default_rng(0)
+    data = []
+    for _ in range(4):
+        img = rng.random((1, 10, 10, 10)).astype(np.float32)
+        m = np.zeros_like(img)
+        m[0, 2:8, 3:7, 2:9] = 1
+        data.append({"image": img, "mask": m})
+    pre = Compose(
+        [
+            Flipd(["image", "mask"], 0),
+            BoundingBoxCropd(["image", "mask"], "mask", (8, 8, 8), mode=["trilinear", "nearest"]),
+            RandAugment34d(["image", "mask"], prob=0.5, mode=["bilinear", "nearest"]),
+        ]
+    )
+    batch = next(iter(DataLoader(Dataset(data, pre), batch_size=4, generator=torch.Generator().manual_seed(3))))
+    assert -1 in batch["augmentation_variant"].tolist() and int((batch["augmentation_variant"] >= 0).sum()) >= 1
+    batch["pred"] = batch["mask"] * 2.0
+    for item, src in zip(decollate_batch(batch), data):
+        back = Invertd(["pred", "mask"], pre, orig_keys="image", nearest_interp=[True, True])(item)
+        assert back["pred"].shape == (1, 10, 10, 10)
+        torch.testing.assert_close(back["mask"].as_tensor(), torch.as_tensor(src["mask"]))
+        torch.testing.assert_close(back["pred"].as_tensor(), 2.0 * torch.as_tensor(src["mask"]))
