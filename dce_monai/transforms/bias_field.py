@@ -189,6 +189,10 @@ class N4BiasFieldCorrection(Transform):
         return_log_bias: return ``(corrected, log_bias)`` instead of ``corrected``; the log
             bias has one channel (or one per channel with ``reference_channel=None``).
 
+    Outputs are MetaTensors carrying the input's affine, meta and transform trace (for a bare
+    input, the affine ``diag(spacing)`` that was assumed); plain tensors under
+    ``set_track_meta(False)``.
+
     Raises:
         ValueError: bad arguments (at construction); non-3D input, NaN/Inf voxels, bare
             tensor without ``spacing``, bad mask, empty fitting mask (at call).
@@ -263,10 +267,14 @@ class N4BiasFieldCorrection(Transform):
             raise ValueError(f"{case}: {e}") from None
         log_bias = torch.stack(fields)
         out = x / torch.exp(log_bias)
-        out = wrap_like(out, img)
+        out, log_bias = wrap_like(out, img), wrap_like(log_bias, img)
+        if not isinstance(img, MetaTensor):  # a bare input: record the geometry N4 assumed (diag(spacing))
+            for t in (out, log_bias):
+                if isinstance(t, MetaTensor):
+                    t.affine = torch.as_tensor(affine, dtype=torch.float64)
         if not self.return_log_bias:
             return out
-        return out, wrap_like(log_bias, img)
+        return out, log_bias
 
 
 class N4BiasFieldCorrectiond(MapTransform):

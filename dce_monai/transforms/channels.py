@@ -20,7 +20,7 @@ from dce_monai.sequences import (
     sort_sequences,
     validate_sequence_names,
 )
-from dce_monai.transforms.utils import case_label, check_same_grid, to_float_tensor
+from dce_monai.transforms.utils import case_label, check_same_grid, to_float_tensor, wrap_like
 
 __all__ = ["SelectSequences", "SelectSequencesd"]
 
@@ -30,6 +30,9 @@ class SelectSequences(Transform):
 
     Args:
         names: sequence names in the output order, e.g. ``("T1pre", "T1post3", "sub")``.
+
+    The output keeps the input's affine, meta and transform trace (a plain tensor under
+    ``set_track_meta(False)``).
 
     Raises:
         ValueError: unknown/repeated names; input without ``channel_names`` meta; a name not
@@ -41,15 +44,16 @@ class SelectSequences(Transform):
     def __init__(self, names: Sequence[str]) -> None:
         self.names = validate_sequence_names(names, "names")
 
-    def __call__(self, img: Any, case: str = "input") -> MetaTensor:
+    def __call__(self, img: Any, case: str = "input") -> torch.Tensor:
         have = img.meta.get(CHANNEL_NAMES_KEY) if isinstance(img, MetaTensor) else None
         if have is None:
             raise ValueError(f"{case}: SelectSequences needs a MetaTensor with meta[{CHANNEL_NAMES_KEY!r}] naming its channels.")
         missing = [n for n in self.names if n not in have]
         if missing:
             raise ValueError(f"{case}: sequence(s) {missing} not among the channels; available: {list(have)}.")
-        out = img[[list(have).index(n) for n in self.names]]
-        out.meta[CHANNEL_NAMES_KEY] = list(self.names)
+        out = wrap_like(img.as_tensor()[[list(have).index(n) for n in self.names]], img)
+        if isinstance(out, MetaTensor):
+            out.meta[CHANNEL_NAMES_KEY] = list(self.names)
         return out
 
 
@@ -58,13 +62,19 @@ class SelectSequencesd(MapTransform):
 
     Each key holds a (1, X, Y, Z) image (after ``LoadImaged`` + ``EnsureChannelFirstd``);
     the output ``d[output_key]`` is (len(names), X, Y, Z) float32 with the first sequence's
-    affine and ``meta["channel_names"] = names``. Real cohorts have 2-7 post phases: a
-    missing one is an error naming the case, the name and the sequences present.
+    affine, meta and transform trace and ``meta["channel_names"] = names`` (a plain tensor
+    under ``set_track_meta(False)``). Real cohorts have 2-7 post phases: a missing one is an
+    error naming the case, the name and the sequences present.
 
     Args:
-        names: sequences in channel order (default seed 1's best: T1pre, T1post3, sub).
+        names: the keys to stack, in channel order (default seed 1's best: T1pre, T1post3,
+            sub). Called ``names`` rather than MONAI's ``keys`` because they are checked as
+            sequence names (see :mod:`dce_monai.sequences`) and their order is the channel order.
         output_key: key written (default ``image``).
         drop_inputs: remove the stacked keys from the dict afterwards (saves memory in caches).
+        allow_missing_keys: stack only the sequences present (as MONAI's ``ConcatItemsd``);
+            ``channel_names`` then lists exactly those; with none present the dict is returned
+            unchanged.
     """
 
     backend = [TransformBackends.TORCH]
@@ -78,25 +88,26 @@ class SelectSequencesd(MapTransform):
         d = dict(data)
         case = case_label(d)
         missing = [n for n in self.names if n not in d]
-        if missing:
+        names = [n for n in self.names if n in d]
+        if missing and self.allow_missing_keys:
+            if not names:
+                return d
+        elif missing:
             present = sort_sequences([k for k in d if isinstance(k, str) and _is_seq(k)])
             raise KeyError(f"{case}: sequence(s) {missing} requested but not in the data; present: {present}.")
-        imgs = {n: d[n] for n in self.names}
+        imgs = {n: d[n] for n in names}
         check_same_grid(imgs, case)
         for n, v in imgs.items():
             if v.shape[0] != 1:
                 raise ValueError(f"{case}: {n!r} must have one channel, got shape {tuple(v.shape)}.")
         parts = [to_float_tensor(v) for v in imgs.values()]
         stacked = torch.cat([p.as_tensor() if isinstance(p, MetaTensor) else p for p in parts])
-        first = imgs[self.names[0]]
-        if isinstance(first, MetaTensor):
-            out = MetaTensor(stacked, affine=first.affine.clone(), meta={k: v for k, v in first.meta.items() if k != "affine"})
-        else:
-            out = MetaTensor(stacked)
-        out.meta[CHANNEL_NAMES_KEY] = list(self.names)
+        out = wrap_like(stacked, imgs[names[0]])
+        if isinstance(out, MetaTensor):
+            out.meta[CHANNEL_NAMES_KEY] = list(names)
         d[self.output_key] = out
         if self.drop_inputs:
-            for n in self.names:
+            for n in names:
                 d.pop(n, None)
         return d
 

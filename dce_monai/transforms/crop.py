@@ -5,8 +5,10 @@ the image restricted to the tumour: the bounding box of the tumour mask plus a m
 to a fixed spatial size so that every lesion gives a tensor of the same shape.
 
 The crop and resize are MONAI's ``SpatialCrop`` and ``Resize``, so the MetaTensor affine is
-updated by MONAI and both operations are recorded in ``applied_operations`` (invertible with
-``Invertd`` / ``.inverse``). Only the box computation (mask bounding box via
+updated by MONAI; like MONAI's ``ResizeWithPadOrCrop`` the two steps are recorded as ONE entry
+under the transform's own class in ``applied_operations`` (invertible with ``Invertd`` /
+``Compose.inverse`` / ``.inverse``), and with ``lazy=True`` they become one pending operation
+(one resampling for a lazy chain). Only the box computation (mask bounding box via
 ``monai.transforms.utils.generate_spatial_bounding_box`` + a margin in voxels or millimetres,
 clipped to the image) is done here.
 
@@ -25,10 +27,10 @@ from monai.data import MetaTensor
 from monai.transforms import (
     BorderPad,
     InvertibleTransform,
+    LazyTransform,
     MapTransform,
     Resize,
     SpatialCrop,
-    Transform,
 )
 from monai.transforms.utils import generate_spatial_bounding_box
 from monai.utils import TraceKeys, TransformBackends, ensure_tuple_rep, look_up_option
@@ -38,6 +40,7 @@ from dce_monai.transforms.utils import (
     check_binary_mask,
     check_same_grid,
     check_spatial_dims,
+    record_as_one,
 )
 
 __all__ = ["BoundingBoxCrop", "BoundingBoxCropd", "LesionMaskd", "mask_bounding_box"]
@@ -103,7 +106,7 @@ def mask_bounding_box(
     return start, end
 
 
-class BoundingBoxCrop(InvertibleTransform, Transform):
+class BoundingBoxCrop(InvertibleTransform, LazyTransform):
     """Crop an image to a mask's bounding box plus margin, then resize to a fixed size.
 
     Formula: ``out = Resize(spatial_size)(img[:, start:end])`` with ``(start, end)`` from
@@ -115,6 +118,12 @@ class BoundingBoxCrop(InvertibleTransform, Transform):
         margin: margin around the box, per axis or scalar, >= 0.
         margin_unit: ``"voxel"`` or ``"mm"`` (mm uses the affine's voxel spacing).
         mode: interpolation mode of ``monai.transforms.Resize`` (``"nearest"`` for masks).
+        lazy: record one pending operation instead of cropping and resizing (MONAI lazy
+            resampling; the mask is read, so pending operations are applied before the call).
+            When upsampling, MONAI's lazy resampling reads voxels just outside the box at its
+            border, where the eager resize repeats the box's edge voxels.
+
+    Trace: one ``BoundingBoxCrop`` entry (the ``SpatialCrop`` and ``Resize`` entries inside it).
 
     Raises:
         ValueError: bad ``spatial_size``/``margin``/``margin_unit``/``mode`` (in ``__init__``);
@@ -137,7 +146,9 @@ class BoundingBoxCrop(InvertibleTransform, Transform):
         margin: float | Sequence[float] = 0,
         margin_unit: str = "voxel",
         mode: str = "trilinear",
+        lazy: bool = False,
     ) -> None:
+        LazyTransform.__init__(self, lazy)
         if isinstance(spatial_size, (int, str)) or not isinstance(spatial_size, Sequence) or len(spatial_size) == 0:
             raise ValueError(f"spatial_size must be a non-empty sequence of positive ints, got {spatial_size!r}.")
         if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in spatial_size):
@@ -159,20 +170,30 @@ class BoundingBoxCrop(InvertibleTransform, Transform):
         check_spatial_dims(mask, len(self.spatial_size), name=name, case=case)
         return mask_bounding_box(mask, self.margin, self.margin_unit, ref=ref, case=case, name=name)
 
-    def crop_resize(self, img: Any, start: Sequence[int], end: Sequence[int], mode: str | None = None) -> torch.Tensor:
-        """Apply ``SpatialCrop(start, end)`` then ``Resize(spatial_size)`` to ``img``."""
-        cropped = SpatialCrop(roi_start=list(start), roi_end=list(end))(img)
+    @property
+    def requires_current_data(self) -> bool:
+        """The box is read from the mask's voxels: pending operations are applied first."""
+        return True
+
+    def crop_resize(self, img: Any, start: Sequence[int], end: Sequence[int], mode: str | None = None, lazy: bool | None = None) -> torch.Tensor:
+        """Apply ``SpatialCrop(start, end)`` then ``Resize(spatial_size)`` to ``img``, recorded as one entry."""
+        lazy_ = self.lazy if lazy is None else lazy
+        cropped = SpatialCrop(roi_start=list(start), roi_end=list(end), lazy=lazy_)(img)
         m = self.mode if mode is None else mode
         kwargs: dict[str, Any] = {} if m in ("nearest", "nearest-exact", "area") else {"anti_aliasing": False}
-        return Resize(spatial_size=self.spatial_size, mode=m, **kwargs)(cropped)
+        out = Resize(spatial_size=self.spatial_size, mode=m, lazy=lazy_, **kwargs)(cropped)
+        return record_as_one(self, out, 2, lazy_, box_start=[int(v) for v in start], box_end=[int(v) for v in end])
 
-    def __call__(self, img: Any, mask: Any, case: str = "input", name: str = "img", mask_name: str = "mask") -> torch.Tensor:
+    def __call__(  # type: ignore[override]
+        self, img: Any, mask: Any, case: str = "input", name: str = "img", mask_name: str = "mask", lazy: bool | None = None
+    ) -> torch.Tensor:
         """Crop ``img`` to ``mask``'s bounding box plus margin and resize.
 
         Args:
             img: channel-first image (C, X, Y, Z).
             mask: channel-first binary mask (1, X, Y, Z) on the same grid.
             case, name, mask_name: labels for error messages.
+            lazy: overrides the instance's ``lazy`` flag for this call.
 
         Returns:
             The cropped, resized image (MetaTensor when MONAI's meta tracking is on).
@@ -181,28 +202,23 @@ class BoundingBoxCrop(InvertibleTransform, Transform):
         check_spatial_dims(mask, len(self.spatial_size), name=mask_name, case=case)
         check_same_grid({name: img, mask_name: mask}, case=case)
         start, end = self.box(mask, ref=img, case=case, name=mask_name)
-        return self.crop_resize(img, start, end)
+        return self.crop_resize(img, start, end, lazy=lazy)
 
     def inverse(self, img: MetaTensor) -> torch.Tensor:
-        """Undo the resize and the crop recorded in ``img.applied_operations`` (MONAI trace).
+        """Undo the crop and resize recorded in ``img.applied_operations`` (MONAI trace)."""
+        return self.inverse_transform(img, self.pop_transform(img))
 
-        The crop and resize were done by per-call MONAI instances, so the trace entries are popped
-        without the instance-id check and inverted with ``Resize.inverse_transform`` and a
-        ``BorderPad`` of the cropped amounts (what ``SpatialCrop.inverse`` does).
-        """
-        resize_op = self.pop_transform(img, check=False)
-        if resize_op.get(TraceKeys.CLASS_NAME) != "Resize":
-            raise ValueError(f"inverse expects the last operation to be Resize, got {resize_op.get(TraceKeys.CLASS_NAME)!r}.")
+    def inverse_transform(self, img: MetaTensor, transform: Mapping[str, Any]) -> torch.Tensor:
+        """Undo the entry ``transform``: MONAI ``Resize.inverse_transform``, then a ``BorderPad`` of
+        the cropped amounts (what ``SpatialCrop.inverse`` does); the voxels outside the box are 0."""
+        crop_op, resize_op = transform[TraceKeys.EXTRA_INFO]["sub"]
         out = Resize(spatial_size=self.spatial_size).inverse_transform(img, resize_op)
-        crop_op = self.pop_transform(out, check=False)
-        if crop_op.get(TraceKeys.CLASS_NAME) != "SpatialCrop":
-            raise ValueError(f"inverse expects a SpatialCrop before Resize, got {crop_op.get(TraceKeys.CLASS_NAME)!r}.")
         pad = BorderPad(crop_op[TraceKeys.EXTRA_INFO]["cropped"])
         with pad.trace_transform(False):
             return pad(out)
 
 
-class BoundingBoxCropd(MapTransform, InvertibleTransform):
+class BoundingBoxCropd(MapTransform, InvertibleTransform, LazyTransform):
     """Dictionary wrapper of :class:`BoundingBoxCrop`: one box from ``mask_key`` for all ``keys``.
 
     The box is computed once from ``d[mask_key]`` (before any key is cropped), so images and
@@ -213,7 +229,12 @@ class BoundingBoxCropd(MapTransform, InvertibleTransform):
         mask_key: key of the binary tumour mask defining the box.
         spatial_size, margin, margin_unit: see :class:`BoundingBoxCrop`.
         mode: interpolation mode, one or one per key.
-        allow_missing_keys: skip keys missing from the dict.
+        allow_missing_keys: skip keys missing from the dict (the mask key is still required:
+            it defines the box).
+        lazy: record one pending operation per key (see :class:`BoundingBoxCrop`).
+
+    ``mask_key`` is named apart from ``keys`` because it has a role: it defines the box (and
+    is cropped only if it is also listed in ``keys``). Trace: one ``BoundingBoxCropd`` entry per key.
 
     Example:
         >>> d = {"sub": np.random.rand(1, 16, 16, 8), "mask": np.zeros((1, 16, 16, 8))}
@@ -233,15 +254,22 @@ class BoundingBoxCropd(MapTransform, InvertibleTransform):
         margin_unit: str = "voxel",
         mode: str | Sequence[str] = "trilinear",
         allow_missing_keys: bool = False,
+        lazy: bool = False,
     ) -> None:
-        super().__init__(keys, allow_missing_keys)
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        LazyTransform.__init__(self, lazy)
         if not isinstance(mask_key, str) or not mask_key:
             raise ValueError(f"mask_key must be a non-empty string, got {mask_key!r}.")
         self.mask_key = mask_key
         self.cropper = BoundingBoxCrop(spatial_size, margin, margin_unit)
         self.modes = [look_up_option(m, INTERP_MODES) for m in ensure_tuple_rep(mode, len(self.keys))]
 
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+    @property
+    def requires_current_data(self) -> bool:
+        """The box is read from the mask's voxels: pending operations are applied first."""
+        return True
+
+    def __call__(self, data: Mapping[Hashable, Any], lazy: bool | None = None) -> dict[Hashable, Any]:  # type: ignore[override]
         """Crop every key in ``keys`` to the box of ``d[mask_key]`` and resize."""
         d = dict(data)
         case = case_label(d)
@@ -256,15 +284,17 @@ class BoundingBoxCropd(MapTransform, InvertibleTransform):
         check_same_grid({self.mask_key: mask, **{str(k): d[k] for k in present}}, case=case)
         ref = d[present[0]] if present else None
         start, end = self.cropper.box(mask, ref=ref, case=case, name=self.mask_key)
+        lazy_ = self.lazy if lazy is None else lazy
         for key, mode in self.key_iterator(d, self.modes):
-            d[key] = self.cropper.crop_resize(d[key], start, end, mode=mode)
+            d[key] = record_as_one(self, self.cropper.crop_resize(d[key], start, end, mode=mode, lazy=lazy_), 1, lazy_)
         return d
 
     def inverse(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         """Invert the crop + resize of every key in ``keys`` (see :meth:`BoundingBoxCrop.inverse`)."""
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = self.cropper.inverse(d[key])
+            entry = self.pop_transform(d[key])
+            d[key] = self.cropper.inverse_transform(d[key], entry[TraceKeys.EXTRA_INFO]["sub"][0])
         return d
 
 
@@ -282,6 +312,11 @@ class LesionMaskd(MapTransform):
         output_key: key receiving the float {0, 1} mask (same meta/affine as the label map).
         intersect_key: optional key of a binary mask to intersect with.
         on_empty: ``"error"`` or ``"lesion"`` (what to do when the intersection is empty).
+        allow_missing_keys: return the dict unchanged when the label map, the label value or
+            the intersect key is missing (instead of raising).
+
+    The keys are named by role (label map, this lesion's value, optional restriction, output)
+    rather than passed as MONAI ``keys``: each plays a different part in the formula.
 
     Raises:
         ValueError: missing keys, lesion value absent from the label map, empty intersection.
@@ -301,8 +336,9 @@ class LesionMaskd(MapTransform):
         output_key: str = "mask",
         intersect_key: str | None = None,
         on_empty: str = "error",
+        allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__([label_map_key])
+        super().__init__([label_map_key], allow_missing_keys)
         self.label_map_key, self.label_value_key, self.output_key = label_map_key, label_value_key, output_key
         self.intersect_key = intersect_key
         self.on_empty = look_up_option(on_empty, ("error", "lesion"))
@@ -313,6 +349,8 @@ class LesionMaskd(MapTransform):
         case = case_label(d)
         for k in (self.label_map_key, self.label_value_key) + ((self.intersect_key,) if self.intersect_key else ()):
             if k not in d:
+                if self.allow_missing_keys:
+                    return d
                 raise ValueError(f"{case}: key {k!r} not found; available keys {sorted(map(str, d))}.")
         lm = d[self.label_map_key]
         value = d[self.label_value_key]

@@ -556,6 +556,10 @@ class FuzzyCMeansMaskd(MapTransform):
         allow_missing_keys: return the dictionary unchanged when a key is missing.
         **kwargs: :class:`FuzzyCMeansMask` arguments (``n_clusters``, ``mode``, ``on_empty``, ...).
 
+    The keys are named by role (image clustered, candidate voxels, output) rather than given as
+    MONAI ``keys``: each plays a different part. The output keeps the image's affine, meta and
+    transform trace.
+
     Example:
         >>> sub = np.zeros((1, 8, 8, 4)); sub[0, 2:5, 2:5, 1:3] = 500; sub[0, 2, 2, 1] = 300
         >>> d = {"sub": sub, "mask": (sub > 0).astype(np.uint8), "patient_id": "P1"}

@@ -56,8 +56,8 @@ CURVE_TYPES = {0: "non-enhancing", 1: "persistent", 2: "plateau", 3: "washout"}
 
 
 def _like(out: torch.Tensor, ref: Any, names: Sequence[str] | None = None) -> torch.Tensor:
-    """Wrap ``out`` as a MetaTensor with ``ref``'s affine/meta (when ``ref`` has them)."""
-    res = wrap_like(out, ref) if isinstance(ref, MetaTensor) else (MetaTensor(out) if names is not None else out)
+    """``out`` as MONAI returns it (:func:`wrap_like`: ``ref``'s affine, meta and trace), named ``names``."""
+    res = wrap_like(out, ref)
     if names is not None and isinstance(res, MetaTensor):
         res.meta[CHANNEL_NAMES_KEY] = list(names)
     return res
@@ -124,7 +124,8 @@ class EnhancementMaps(Transform):
         early_time_s: if set, choose the early phase from acquisition times (s) instead.
 
     Returns:
-        dict of MetaTensors (each (C, X, Y, Z), with the input's affine when it has one).
+        dict of MetaTensors (each (C, X, Y, Z), with the input's affine, meta and transform
+        trace when it has them; plain tensors under ``set_track_meta(False)``).
 
     Raises:
         ValueError: bad arguments, fewer than 2 channels, ``early_phase`` outside the post
@@ -228,8 +229,12 @@ class EnhancementMapsd(MapTransform):
         prefix: prefix of the output keys.
         times_key: key of a ``{sequence name: seconds}`` dict (the manifest's
             ``acquisition_times_s``), read only when ``early_time_s`` is set.
-        allow_missing_keys: accepted for the MONAI signature; the pre and post phases are required.
+        allow_missing_keys: return the dict unchanged when the pre-contrast phase, a listed post
+            phase or (with ``early_time_s``) the times are missing, or no post phase is found.
         **kwargs: :class:`EnhancementMaps` arguments.
+
+    The phases are named by role (``pre_key``, ``post_keys`` in time order) rather than given
+    as MONAI ``keys``: the formula needs to know which image is the baseline.
 
     Raises:
         KeyError: missing pre/post phase or times (message lists the available keys).
@@ -243,10 +248,12 @@ class EnhancementMapsd(MapTransform):
         self.pre_key, self.post_keys, self.prefix, self.times_key = pre_key, list(post_keys) if post_keys else None, prefix, times_key
         self.op = EnhancementMaps(**kwargs)
 
-    def _posts(self, d: Mapping[Hashable, Any]) -> list[str]:
+    def _posts(self, d: Mapping[Hashable, Any]) -> list[str] | None:
         if self.post_keys is not None:
             missing = [k for k in self.post_keys if k not in d]
             if missing:
+                if self.allow_missing_keys:
+                    return None
                 raise KeyError(f"{case_label(d)}: missing phase(s) {missing}; available: {sorted(map(str, d))}.")
             return self.post_keys
         return sorted((str(k) for k in d if isinstance(k, str) and is_post(k)), key=lambda k: post_index(k) or 0)
@@ -267,9 +274,13 @@ class EnhancementMapsd(MapTransform):
         d = dict(data)
         case = case_label(d)
         if self.pre_key not in d:
+            if self.allow_missing_keys:
+                return d
             raise KeyError(f"{case}: missing pre-contrast key {self.pre_key!r}; available: {sorted(map(str, d))}.")
         posts = self._posts(d)
         if not posts:
+            if self.allow_missing_keys:
+                return d
             raise KeyError(f"{case}: no post-contrast phase (T1post<k>) found; available: {sorted(map(str, d))}.")
         imgs = {k: d[k] for k in [self.pre_key] + posts}
         check_same_grid(imgs, case)
@@ -277,10 +288,14 @@ class EnhancementMapsd(MapTransform):
             check_spatial_dims(v, 3, k, case)
             if v.shape[0] != 1:
                 raise ValueError(f"{case}: {k!r} must have 1 channel, got shape {tuple(v.shape)}.")
+        names = [self.pre_key] + posts
+        if self.op.early_time_s is not None and self.times_key not in d and self.allow_missing_keys:
+            return d
+        times = self._times(d, names)
         stacked = torch.cat([to_float_tensor(v).as_tensor() if isinstance(v, MetaTensor) else to_float_tensor(v) for v in imgs.values()])
-        maps = self.op(_like(stacked, d[self.pre_key]), case, self._times(d, [self.pre_key] + posts))
+        maps = self.op(_like(stacked, d[self.pre_key]), case, times)
         for i, k in enumerate(posts):
-            d[f"{self.prefix}re_{k}"] = _like(maps["re"][i : i + 1].as_tensor(), d[self.pre_key], names=[f"re_{k}"])
+            d[f"{self.prefix}re_{k}"] = _like(maps["re"][i : i + 1], d[self.pre_key], names=[f"re_{k}"])
         for k, v in maps.items():
             if k != "re":
                 d[f"{self.prefix}{k}"] = v
@@ -331,7 +346,22 @@ class EnhancementThresholdMask(Transform):
 
 
 class EnhancementThresholdMaskd(MapTransform):
-    """Dictionary form of :class:`EnhancementThresholdMask` (``d[output_key]``, default ``mask``)."""
+    """Dictionary form of :class:`EnhancementThresholdMask` (``d[output_key]``, default ``mask``).
+
+    Args:
+        pre_key: pre-contrast phase (default ``T1pre``).
+        post_key: early post-contrast phase (default ``T1post1``).
+        output_key: key written (uint8 mask with the pre-contrast phase's affine, meta and trace).
+        breast_mask_key: optional binary mask the result is restricted to.
+        allow_missing_keys: return the dict unchanged when one of these keys is missing.
+        **kwargs: :class:`EnhancementThresholdMask` arguments.
+
+    The keys are named by role rather than given as MONAI ``keys``: the relative enhancement
+    ``(post - pre)/pre`` needs to know which image is the baseline.
+
+    Raises:
+        KeyError: a key is missing and ``allow_missing_keys`` is off.
+    """
 
     backend = EnhancementThresholdMask.backend
 
@@ -353,6 +383,8 @@ class EnhancementThresholdMaskd(MapTransform):
         d = dict(data)
         missing = [k for k in self.keys if k not in d]
         if missing:
+            if self.allow_missing_keys:
+                return d
             raise KeyError(f"{case_label(d)}: EnhancementThresholdMaskd needs key(s) {missing}; available: {sorted(map(str, d))}.")
         restrict = d[self.breast_mask_key] if self.breast_mask_key else None
         d[self.output_key] = self.op(d[self.pre_key], d[self.post_key], restrict, case_label(d))

@@ -52,6 +52,11 @@ class LesionPatchesd(MapTransform):
             needs a MetaTensor).
         drop_other_lesions: drop patches containing voxels of another lesion (seed 1).
         on_empty: ``"raise"`` or ``"empty"`` (return ``[]``) when the lesion has no voxel.
+        allow_missing_keys: when ``image_key`` is missing, return ``[data]`` (the dict
+            unchanged, as the one "patch") instead of raising.
+
+    The keys are named by role (image cut, lesion label map or mask) rather than given as
+    MONAI ``keys``: the label map and mask locate the patches and are not cut themselves.
 
     Each output dict copies the input's non-image entries (``label``, ids, ...) and holds:
     ``image`` (C, sx, sy) MetaTensor with a 3x3 in-plane affine, ``slice_index``,
@@ -73,8 +78,9 @@ class LesionPatchesd(MapTransform):
         size_mm: tuple[float, float] | None = None,
         drop_other_lesions: bool = True,
         on_empty: str = "raise",
+        allow_missing_keys: bool = False,
     ) -> None:
-        super().__init__([image_key], allow_missing_keys=False)
+        super().__init__([image_key], allow_missing_keys=allow_missing_keys)
         if len(size) != 2 or any(int(s) < 1 for s in size):
             raise ValueError(f"size must be two positive integers (x, y), got {size!r}.")
         if size_mm is not None and (len(size_mm) != 2 or any(s <= 0 for s in size_mm)):
@@ -111,6 +117,8 @@ class LesionPatchesd(MapTransform):
         d = dict(data)
         case = case_label(d)
         if self.image_key not in d:
+            if self.allow_missing_keys:
+                return [d]
             raise KeyError(f"{case}: missing image key {self.image_key!r}; available: {sorted(map(str, d))}.")
         img = d[self.image_key]
         check_spatial_dims(img, 3, self.image_key, case)

@@ -42,10 +42,11 @@ class Subtract(Transform):
 
     Formula: ``out[c, x, y, z] = float(minuend[c, x, y, z]) - float(subtrahend[c, x, y, z])``
     (same intensity units as the inputs). The output is a MetaTensor with the minuend's
-    affine and meta (the subtrahend's when only it is a MetaTensor) and
-    ``meta["channel_names"] = [output_name]`` (``output_name_<i>`` per channel if several); with two plain inputs it is a MetaTensor with
-    an identity affine carrying the channel name only. MONAI has no two-image arithmetic
-    transform, hence this small one.
+    affine, meta and transform trace (``applied_operations``; the subtrahend's when only it is
+    a MetaTensor) and ``meta["channel_names"] = [output_name]`` (``output_name_<i>`` per channel
+    if several); with two plain inputs it is a MetaTensor with an identity affine carrying the
+    channel name only, and under ``set_track_meta(False)`` a plain tensor (as MONAI's
+    transforms return). MONAI has no two-image arithmetic transform, hence this small one.
 
     Args:
         check_grid: require both images on one grid (spatial shape, and affine when both
@@ -80,9 +81,10 @@ class Subtract(Transform):
         check_finite(subtrahend, names[1], case)
         out = _plain(minuend) - _plain(subtrahend)
         ref = minuend if isinstance(minuend, MetaTensor) else subtrahend
-        res = wrap_like(out, ref) if isinstance(ref, MetaTensor) else MetaTensor(out)
-        c = int(out.shape[0])
-        res.meta[CHANNEL_NAMES_KEY] = [self.output_name] if c == 1 else [f"{self.output_name}_{i}" for i in range(c)]
+        res = wrap_like(out, ref)
+        if isinstance(res, MetaTensor):
+            c = int(out.shape[0])
+            res.meta[CHANNEL_NAMES_KEY] = [self.output_name] if c == 1 else [f"{self.output_name}_{i}" for i in range(c)]
         return res
 
 
@@ -94,6 +96,9 @@ class Subtractd(MapTransform):
         subtrahend: key subtracted (default ``T1pre``).
         output_key: key written (default ``sub``); also the output's channel name.
         allow_missing_keys: if either key is absent, return the dict unchanged instead of raising.
+
+    The two keys are named (``minuend``, ``subtrahend``) rather than given as MONAI ``keys``
+    because their order is the formula; the output is a new key.
 
     Raises:
         KeyError: a key is missing (message lists the available keys).

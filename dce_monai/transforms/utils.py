@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
+from monai.data import MetaTensor, get_track_meta
+from monai.utils import LazyAttr, TraceKeys, convert_to_tensor
 
 __all__ = [
     "case_label",
@@ -20,6 +21,8 @@ __all__ = [
     "check_finite",
     "check_same_grid",
     "check_spatial_dims",
+    "fresh_tensor",
+    "record_as_one",
     "spatial_shape",
     "to_float_tensor",
     "wrap_like",
@@ -163,8 +166,77 @@ def names_in(d: Mapping[Hashable, Any], keys: Sequence[Hashable]) -> list[Hashab
 
 
 def wrap_like(out: torch.Tensor, ref: Any) -> torch.Tensor:
-    """``out`` as a MetaTensor carrying ``ref``'s affine and meta when ``ref`` is one, else as is."""
-    if isinstance(ref, MetaTensor):
-        data = out.as_tensor() if isinstance(out, MetaTensor) else out
-        return MetaTensor(data, affine=ref.affine.clone(), meta={k: v for k, v in ref.meta.items() if k != "affine"})
+    """``out`` typed as a MONAI intensity transform returns it, carrying ``ref``'s meta and trace.
+
+    MONAI's own intensity transforms (e.g. ``ScaleIntensity``) convert their input with
+    ``convert_to_tensor(..., track_meta=get_track_meta())`` and give the result the input's
+    type with ``convert_to_dst_type``; this does the same for a result computed on plain tensors:
+
+    - meta tracking on (the default): a MetaTensor; when ``ref`` is a MetaTensor it carries
+      ``ref``'s affine, meta dict and ``applied_operations`` (so ``Invertd`` and
+      ``Compose.inverse`` still see every spatial transform applied before), otherwise an
+      identity affine (what MONAI gives for ndarray/Tensor input);
+    - ``set_track_meta(False)``: a plain ``torch.Tensor``.
+
+    Args:
+        out: the computed values (plain tensor or MetaTensor; its own meta is discarded).
+        ref: the transform's input (ndarray, Tensor or MetaTensor).
+    """
+    data = out.as_tensor() if isinstance(out, MetaTensor) else out
+    res = convert_to_tensor(data, track_meta=get_track_meta())
+    if isinstance(res, MetaTensor) and isinstance(ref, MetaTensor):
+        res.copy_meta_from(ref)
+    return res
+
+
+def fresh_tensor(img: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``img`` as a new tensor object sharing its data, with a copy of its meta and trace.
+
+    What MONAI's skipped random spatial transforms return (``convert_to_tensor(img,
+    track_meta=get_track_meta())``), except that a MetaTensor input is not mutated when a trace
+    entry is then pushed onto the output.
+    """
+    data = img.as_tensor() if isinstance(img, MetaTensor) else img
+    res = convert_to_tensor(data, dtype=dtype, track_meta=get_track_meta())
+    if isinstance(res, MetaTensor) and isinstance(img, MetaTensor):
+        res.copy_meta_from(img)
+    return res
+
+
+def record_as_one(xform: Any, out: Any, n: int, lazy: bool, **extra: Any) -> Any:
+    """Replace the last ``n`` trace entries of ``out`` by one entry of ``xform`` (pattern of MONAI ``ResizeWithPadOrCrop``).
+
+    A transform built from ``n`` MONAI spatial transforms records ONE entry under its own class,
+    so that ``Compose.inverse`` / ``Invertd`` pop exactly what it pushed. The ``n`` sub-entries are
+    kept in ``extra_info["sub"]`` (in order of application) for the inverse. When ``lazy``, the
+    sub-entries are pending operations: the new pending entry carries their combined affine
+    (product in order) and the last one's output shape, so that MONAI's ``apply_pending`` does
+    one resampling for the whole transform. ``n = 0`` records an identity entry (a skipped
+    random transform, as ``RandRotate90d`` does).
+
+    Args:
+        xform: the transform recording the entry (its class name and ``id`` are stored).
+        out: the output of the ``n`` sub-transforms.
+        n: number of sub-entries to fold.
+        lazy: whether the sub-transforms ran lazily.
+        extra: more ``extra_info`` items (e.g. the variant index).
+
+    Returns:
+        ``out`` with its trace updated (unchanged when meta tracking is off or ``out`` is not a MetaTensor).
+    """
+    if not (get_track_meta() and isinstance(out, MetaTensor)):
+        return out
+    stack = out.pending_operations if lazy else out.applied_operations
+    subs = [stack.pop() for _ in range(n)][::-1]
+    info = {**extra, "sub": subs}
+    orig = subs[0][TraceKeys.ORIG_SIZE] if subs else out.peek_pending_shape()
+    if not lazy:
+        xform.push_transform(out, orig_size=orig, extra_info=info)
+        return out
+    affine = None
+    for s in subs:
+        a = torch.as_tensor(s[LazyAttr.AFFINE], dtype=torch.float64)
+        affine = a if affine is None else affine @ a
+    sp_size = subs[-1][LazyAttr.SHAPE] if subs else out.peek_pending_shape()
+    xform.push_transform(out, orig_size=orig, sp_size=sp_size, affine=affine, extra_info=info, lazy=True)
     return out

@@ -59,3 +59,13 @@ def test_grid_and_channel_errors():
     d["sub"] = MetaTensor(torch.zeros(2, 4, 4, 2), affine=AFF)
     with pytest.raises(ValueError, match=r"'sub' must have one channel, got shape \(2, 4, 4, 2\)"):
         SelectSequencesd(("T1pre", "sub"))(d)
+
+
+def test_dict_allow_missing_keys_stacks_what_is_there() -> None:
+    aff = torch.diag(torch.tensor([2.0, 2.0, 3.0, 1.0], dtype=torch.float64))
+    d = {n: MetaTensor(torch.full((1, 3, 3, 2), float(i)), affine=aff) for i, n in enumerate(["T1pre", "sub"])}
+    out = SelectSequencesd(("T1pre", "T1post3", "sub"), allow_missing_keys=True)(d)
+    assert out["image"].shape == (2, 3, 3, 2) and out["image"].meta["channel_names"] == ["T1pre", "sub"]
+    assert set(SelectSequencesd(("T1post3",), allow_missing_keys=True)(d)) == {"T1pre", "sub"}
+    with pytest.raises(KeyError, match=r"sequence\(s\) \['T1post3'\] requested but not in the data"):
+        SelectSequencesd(("T1pre", "T1post3", "sub"))(d)

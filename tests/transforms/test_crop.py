@@ -51,8 +51,8 @@ def test_affine_and_invertible() -> None:
     aff = np.asarray(out.affine)
     np.testing.assert_allclose(np.diag(aff)[:3], [2.0, 2.0, 4.5])
     np.testing.assert_allclose(aff[:3, 3], [4.0, 4.0, 0.75])
-    assert len(out.applied_operations) == 2
-    assert [op["class"] for op in out.applied_operations] == ["SpatialCrop", "Resize"]
+    assert [op["class"] for op in out.applied_operations] == ["BoundingBoxCrop"]  # one entry, MONAI's steps inside
+    assert [op["class"] for op in out.applied_operations[0]["extra_info"]["sub"]] == ["SpatialCrop", "Resize"]
 
 
 def test_dict_mask_nearest_and_aligned() -> None:
@@ -74,7 +74,7 @@ def test_dict_inverse() -> None:
     np.testing.assert_allclose(np.asarray(back["sub"].affine), np.asarray(AFF))
     np.testing.assert_allclose(np.asarray(back["mask"]), np.asarray(m))
     assert len(back["sub"].applied_operations) == 0
-    with pytest.raises(ValueError, match="expects the last operation to be Resize"):
+    with pytest.raises(RuntimeError, match="getting the most recently applied invertible transform Flip"):
         from monai.transforms import Flip
 
         BoundingBoxCrop((4, 4, 2)).inverse(Flip(0)(MetaTensor(torch.zeros(1, 4, 4, 2))))
@@ -146,3 +146,92 @@ def test_lesion_maskd(kind: str) -> None:
         LesionMaskd()({"label_map": conv(lm)})
     with pytest.raises(ValueError, match="drop"):
         LesionMaskd(on_empty="drop")
+    assert set(LesionMaskd(allow_missing_keys=True)({"label_map": conv(lm)})) == {"label_map"}
+    skipped = LesionMaskd(allow_missing_keys=True)({"label_value": 2})
+    assert "mask" not in skipped and skipped == {"label_value": 2}
+
+
+# ----------------------------------------------------------------------------- composing like MONAI's own
+
+
+def _box_data(kind: str):
+    img = np.random.default_rng(1).random((1, 20, 16, 12)).astype(np.float32)
+    m = np.zeros((1, 20, 16, 12), dtype=np.float32)
+    m[0, 4:12, 6:14, 2:10] = 1  # an 8 x 8 x 8 box
+    conv = {"numpy": np.asarray, "torch": torch.as_tensor, "meta": lambda a: MetaTensor(torch.as_tensor(a), affine=AFF)}[kind]
+    return conv(img), conv(m)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch", "meta"])
+@pytest.mark.parametrize("mode", ["trilinear", "nearest"])
+def test_local_inverse_one_entry(kind: str, mode: str) -> None:
+    img, m = _box_data(kind)
+    t = BoundingBoxCrop((4, 4, 4), margin=0, mode=mode)
+    out = t(img, m)
+    assert isinstance(out, MetaTensor) and [e["class"] for e in out.applied_operations] == ["BoundingBoxCrop"]
+    back = t.inverse(out)
+    assert back.shape == (1, 20, 16, 12) and not back.applied_operations
+    torch.testing.assert_close(back.affine, AFF if kind == "meta" else torch.eye(4, dtype=torch.float64))
+    inside = torch.as_tensor(np.asarray(m)) > 0
+    assert float(back.as_tensor()[~inside].abs().max()) == 0.0  # outside the box: padded back with 0
+    assert float(back.as_tensor()[inside].abs().sum()) > 0
+
+
+@pytest.mark.parametrize("mode, size", [("trilinear", (4, 4, 4)), ("nearest", (8, 8, 8)), ("trilinear", (8, 8, 4))])
+def test_lazy_equals_eager(lazy_check, mode: str, size: tuple[int, int, int]) -> None:
+    """Exact 2x down-sampling (linear voxel centres fall between two voxels of the box) or a
+    plain crop: one pending operation resamples like crop + resize. (Nearest 2x down-sampling
+    samples exactly half-way between voxels, where eager and lazy may round differently.)"""
+    img, m = _box_data("meta")
+    t = BoundingBoxCrop(size, margin=0, mode=mode)
+    overrides = {"mode": "nearest" if mode == "nearest" else "bilinear", "padding_mode": "zeros"}
+    lazy_check(t, lambda: t(img, m), t(img, m), overrides=overrides, atol=1e-5)
+    d = {"sub": img, "mask": m}
+    td = BoundingBoxCropd(["sub", "mask"], "mask", size, mode=mode)
+    lazy_check(td, lambda: td(dict(d)), td(dict(d)), key="sub", overrides=overrides)
+
+
+def test_dict_compose_inverse_and_invertd() -> None:
+    """``BoundingBoxCropd`` between MONAI transforms: ``Compose.inverse`` and ``Invertd`` map a
+    prediction on the crop (e.g. a CAM) back to the input grid."""
+    from monai.transforms import Compose, Flipd, Invertd, Rotate90d
+
+    img, m = _box_data("meta")
+    pre = Compose([Flipd(["sub", "mask"], 0), BoundingBoxCropd(["sub", "mask"], "mask", (8, 8, 8), mode=["trilinear", "nearest"]), Rotate90d(["sub", "mask"])])
+    d = pre({"sub": img, "mask": m})
+    assert [e["class"] for e in d["sub"].applied_operations] == ["Flip", "BoundingBoxCropd", "Rotate90"]
+    back = pre.inverse(d)
+    inside = m.as_tensor() > 0
+    torch.testing.assert_close(back["sub"].as_tensor()[inside], img.as_tensor()[inside])  # the box comes back exactly
+    torch.testing.assert_close(back["mask"].as_tensor(), m.as_tensor())
+    d = pre({"sub": img, "mask": m})  # inverse popped the trace of the tensors it was given
+    d["cam"] = d["sub"] * 0 + 1.0
+    cam = Invertd("cam", pre, orig_keys="sub")(d)["cam"]
+    assert cam.shape == (1, 20, 16, 12) and torch.equal(cam.as_tensor() > 0, inside)
+    torch.testing.assert_close(cam.affine, AFF)
+
+
+def test_dict_allow_missing_keys() -> None:
+    img, m = _box_data("meta")
+    t = BoundingBoxCropd(["sub", "T2"], "mask", (4, 4, 4), allow_missing_keys=True)
+    out = t({"sub": img, "mask": m})
+    assert "T2" not in out and out["sub"].shape == (1, 4, 4, 4)
+    assert t.inverse(out)["sub"].shape == (1, 20, 16, 12)
+
+
+def test_in_lazy_compose_equals_eager() -> None:
+    """In ``Compose(lazy=True)`` the pending ``Flipd`` is applied before the box is read from the
+    mask (``requires_current_data``); crop + resize and the following ``Rotate90d`` then resample once."""
+    from monai.transforms import Compose, Flipd, Rotate90d
+
+    img, m = _box_data("meta")
+    steps = lambda: [Flipd(["sub", "mask"], 0), BoundingBoxCropd(["sub", "mask"], "mask", (4, 4, 4)), Rotate90d(["sub", "mask"])]  # noqa: E731
+    eager = Compose(steps())({"sub": img, "mask": m})
+    lazy_pipe = Compose(steps(), lazy=True, overrides={"sub": {"mode": "bilinear", "padding_mode": "zeros"}, "mask": {"mode": "bilinear", "padding_mode": "zeros"}})
+    lazy = lazy_pipe({"sub": img, "mask": m})
+    for k in ("sub", "mask"):
+        torch.testing.assert_close(lazy[k].as_tensor(), eager[k].as_tensor(), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(lazy[k].affine, eager[k].affine)
+        assert [e["lazy"] for e in lazy[k].applied_operations] == [True, True, True]
+    back = lazy_pipe.inverse(lazy)
+    assert back["sub"].shape == (1, 20, 16, 12) and not back["sub"].applied_operations

@@ -79,3 +79,10 @@ def test_empty_option_and_bare_tensor_mm():
     d, _ = _case("torch")
     with pytest.raises(ValueError, match=r"size_mm needs a MetaTensor image"):
         LesionPatchesd(size_mm=(10.0, 10.0))(d)
+
+
+def test_allow_missing_keys_returns_the_record() -> None:
+    d = {"label_map": np.zeros((1, 4, 4, 2)), "label_value": 1, "lesion_id": "L1"}
+    assert LesionPatchesd(allow_missing_keys=True)(d) == [d]
+    with pytest.raises(KeyError, match="missing image key 'image'"):
+        LesionPatchesd()(d)
