@@ -113,16 +113,16 @@ def phase_registration(manifest: str | Path, keys: Sequence[str], enabled: bool 
         enabled: ``None`` (follow the manifest), ``True`` or ``False``.
 
     Returns:
-        A dictionary transform.
+        A dictionary transform (an empty ``Compose`` when registration is off).
 
     Raises:
         ValueError: ``enabled`` is not None/True/False.
 
     Example:
         >>> phase_registration("cohort/manifest.json", ["T1pre", "T1post1"], enabled=False)  # doctest: +SKIP
-        Identityd(...)
+        Compose(...)
     """
-    from monai.transforms import Identityd
+    from monai.transforms import Compose
 
     from dce_monai.sequences import is_post
     from dce_monai.transforms import RegisterPhasesd
@@ -132,7 +132,7 @@ def phase_registration(manifest: str | Path, keys: Sequence[str], enabled: bool 
     on = load_manifest(manifest).register_phases if enabled is None else enabled
     posts = [k for k in keys if is_post(k)]
     if not on or not posts:
-        return Identityd(keys=[], allow_missing_keys=True)
+        return Compose([])
     return RegisterPhasesd(keys=posts, allow_missing_keys=True)
 
 

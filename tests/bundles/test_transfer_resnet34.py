@@ -326,3 +326,15 @@ def test_bundle_workflow_by_name_and_missing_properties(bundle_cohort, tmp_path)
     assert Path(wf.parser["bundle_root"]) == BUNDLE and wf.parser.get_parsed_content("max_epochs") == 30
     with pytest.raises(ValueError, match=r"lacks properties .*trainer.* for train"):
         bu.bundle_workflow(BUNDLE, ["inference.json"], "train", **over)
+
+
+@pytest.mark.parametrize("enabled, registers", [(None, False), (False, False), (True, True)])
+def test_phase_registration_follows_the_manifest(bundle_cohort, enabled, registers):
+    from dce_monai.transforms import RegisterPhasesd
+
+    t = bu.phase_registration(bundle_cohort["manifest"], ["T1pre", "T1post1", "label_map"], enabled=enabled)
+    assert isinstance(t, RegisterPhasesd) is registers  # the phantom manifest does not ask for registration
+    if registers:
+        assert list(t.keys) == ["T1post1"]
+    with pytest.raises(ValueError, match=r"register_phases must be null, true or false, got 'yes'"):
+        bu.phase_registration(bundle_cohort["manifest"], ["T1post1"], enabled="yes")
