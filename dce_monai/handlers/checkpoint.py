@@ -509,7 +509,7 @@ class ResumeFromLatest:
                 problems.append(str(e))
                 self.skipped.append(path)
                 nxt = found[i + 1].name if i + 1 < len(found) else None
-                logger.warning("cannot resume from %s: %s; %s", path, e,
+                logger.warning("cannot resume from %s: %s; %s", path, str(e).rstrip("."),
                                f"falling back to {nxt}" if nxt else "no older checkpoint left")
         raise ValueError(f"no readable checkpoint in {str(self.load_dir)!r}: " + " | ".join(problems)
                          + " Remove them, or pass --resume false to start afresh.")
