@@ -42,6 +42,7 @@ import os
 import random
 import re
 import types
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -162,9 +163,10 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return torch.from_numpy(value.copy())
     if isinstance(value, Mapping):
-        return type(value)((k, _plain(v)) for k, v in value.items()) if isinstance(value, dict) else {k: _plain(v) for k, v in value.items()}
+        items = [(k, _plain(v)) for k, v in value.items()]
+        return OrderedDict(items) if isinstance(value, OrderedDict) else dict(items)
     if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else [_plain(v) for v in value]
+        return tuple(_plain(v) for v in value) if type(value) is tuple else [_plain(v) for v in value]
     return value
 
 
