@@ -164,7 +164,10 @@ def _plain(value: Any) -> Any:
         return torch.from_numpy(value.copy())
     if isinstance(value, Mapping):
         items = [(k, _plain(v)) for k, v in value.items()]
-        return OrderedDict(items) if isinstance(value, OrderedDict) else dict(items)
+        out = OrderedDict(items) if isinstance(value, OrderedDict) else dict(items)
+        if hasattr(value, "_metadata"):  # torch module state dicts carry per-module versions
+            out._metadata = value._metadata  # type: ignore[union-attr]
+        return out
     if isinstance(value, (list, tuple)):
         return tuple(_plain(v) for v in value) if type(value) is tuple else [_plain(v) for v in value]
     return value

@@ -50,6 +50,13 @@ def test_save_interval_and_last_epoch(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"checkpoint_epoch={i}.pt" for i in (2, 4, 5)]
 
 
+def test_module_state_dict_metadata_kept(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    path = AtomicCheckpointSaver(tmp_path, {"network": net}).save(1)
+    loaded = load_state_file(path)["network"]
+    assert loaded._metadata == net.state_dict()._metadata  # BatchNorm's version travels with the weights
+
+
 def test_ddp_wrapper_saved_unwrapped_and_stale_tmp_ignored(tmp_path):
     net = torch.nn.Linear(2, 1)
     AtomicCheckpointSaver(tmp_path, {"network": torch.nn.DataParallel(net)}).save(3)
