@@ -227,6 +227,7 @@ def test_evaluation_leaves_the_trained_model_unchanged(straight: dict, bundle_co
         runs.append(dict(evaluator.state.metrics))
         assert net.training, "the evaluator must give the network back in the mode it found it"
         _assert_same(net.state_dict(), trained, f"network after validation {epoch}")
+    wf.finalize()
     assert runs[0] == runs[1] and "val_attention_in_mask" in runs[0]
 
     ev_wf = _workflow(MG, ["train.json", "inference.json", "evaluate.json"], straight["root"], bundle_cohort,
