@@ -4,7 +4,9 @@ from .attention import AttentionInMask
 from .cam_images import CamImageHandler, cam_overlay, save_cam_overlay_png
 from .checkpoint import (
     AtomicCheckpointSaver,
+    RandomStates,
     ResumeFromLatest,
+    checkpoints,
     latest_checkpoint,
     load_state_file,
 )
@@ -17,8 +19,10 @@ __all__ = [
     "CamImageHandler",
     "LesionAUC",
     "LesionPRCurve",
+    "RandomStates",
     "ResumeFromLatest",
     "cam_overlay",
+    "checkpoints",
     "latest_checkpoint",
     "load_state_file",
     "save_cam_overlay_png",

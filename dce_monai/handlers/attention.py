@@ -1,7 +1,9 @@
 """Ignite metric: mean fraction of CAM mass inside the tumour mask (seed 2's claim, measured).
 
 Wraps :func:`dce_monai.metrics.attention_fraction`; the CAM is computed with the network's
-``cam`` for the true class of each sample.
+``cam`` for the true class of each sample, in eval mode and without gradients (MONAI
+``eval_mode``), and the network's mode is restored afterwards: measuring never changes the
+model (no BatchNorm running-statistics update, no dropout draw).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Any
 
 import torch
 from ignite.metrics import Metric
+from monai.networks import eval_mode
 
 from dce_monai.metrics import attention_fraction
 
@@ -38,7 +41,7 @@ class AttentionInMask(Metric):
     def update(self, output: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
         x, y, m = output
         net = getattr(self.network, "module", self.network)
-        with torch.no_grad():
+        with eval_mode(net):  # an evaluator's forward restores training mode before metrics update
             cam = net.cam(x, class_idx=torch.as_tensor(y).long().flatten())
         f = attention_fraction(cam, torch.as_tensor(m).to(cam.device))
         self._sum += float(f.sum())

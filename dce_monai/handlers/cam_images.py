@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from monai.networks import eval_mode
 
 __all__ = ["CamImageHandler", "cam_overlay", "save_cam_overlay_png"]
 
@@ -133,14 +134,11 @@ class CamImageHandler:
         if batch is None or "image" not in batch:
             return
         net = getattr(self.network, "module", self.network)
-        was_training = net.training
-        net.eval()
         x = torch.as_tensor(batch["image"][: self.max_images]).to(self.device)
         label = batch.get("label")
         cls = None if label is None else torch.as_tensor(label[: self.max_images]).reshape(-1).long().to(self.device)
-        with torch.no_grad():
+        with eval_mode(net):  # eval + no_grad; the mode is restored even if cam() raises
             cam = net.cam(x, class_idx=cls)
-        net.train(was_training)
         masks = batch.get("mask")
         for i in range(x.shape[0]):
             rgb = cam_overlay(x[i, 0].cpu(), cam[i, 0].cpu(), None if masks is None else torch.as_tensor(masks[i, 0]).cpu())

@@ -48,6 +48,8 @@ def _attention_fraction(wf: Any, cam_dir: Path | None = None, n_png: int = 2, ti
     The first ``n_png`` lesions' CAM overlays (central axial slice, mask outlined) are saved
     as ``cam_dir/cam_<lesion_id>.png`` when ``cam_dir`` is given; the report shows them.
     """
+    from monai.networks import eval_mode
+
     from dce_monai.handlers.cam_images import save_cam_overlay_png
     from dce_monai.metrics.attention import attention_fraction
 
@@ -55,9 +57,8 @@ def _attention_fraction(wf: Any, cam_dir: Path | None = None, n_png: int = 2, ti
     net = getattr(net, "module", net)
     ds = wf.parser.get_parsed_content("validate#dataset")
     device = next(net.parameters()).device
-    net.eval()
     vals: list[float] = []
-    with torch.no_grad():
+    with eval_mode(net):  # eval + no_grad, the network's mode restored afterwards
         for item in ds:
             x = torch.as_tensor(item["image"])[None].to(device)
             m = torch.as_tensor(item["mask"])[None].to(device)

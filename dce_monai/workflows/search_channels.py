@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.networks import eval_mode
 from monai.utils import look_up_option
 from torch import nn
 
@@ -413,20 +414,22 @@ def recompute_bn_statistics(model: nn.Module, images: torch.Tensor, idx: torch.T
         torch.optim.swa_utils.update_bn(batches(), model)
 
 
-@torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, idx: torch.Tensor, channels: Sequence[int], st: SearchSettings, device: torch.device, amp: bool = True) -> np.ndarray:
-    """Positive-class probabilities of the patches ``idx`` (no augmentation; bilinear resize)."""
-    model.eval()
+    """Positive-class probabilities of the patches ``idx`` (no augmentation; bilinear resize).
+
+    Runs in eval mode without gradients (MONAI ``eval_mode``); the model's mode is restored after.
+    """
     c = torch.as_tensor(list(channels), dtype=torch.long, device=device)
     cl = amp and device.type == "cuda"
     out = []
-    for s in range(0, int(idx.numel()), st.eval_batch_size):
-        x = _mean_std(_prep(images[idx[s : s + st.eval_batch_size]].index_select(1, c), st, None, None))
-        if cl:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(device, amp):
-            logits = model(x)
-        out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
+    with eval_mode(model):
+        for s in range(0, int(idx.numel()), st.eval_batch_size):
+            x = _mean_std(_prep(images[idx[s : s + st.eval_batch_size]].index_select(1, c), st, None, None))
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, amp):
+                logits = model(x)
+            out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 

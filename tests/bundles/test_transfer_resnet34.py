@@ -55,7 +55,7 @@ def test_train_writes_best_model_and_state(trained):
     assert trained["first"]["epoch"] == 1 and 0.0 <= trained["first"]["metrics"]["val_auc"] <= 1.0
     assert {"val_auc_sensitivity", "val_auc_specificity"} <= set(trained["first"]["metrics"])
     assert (out / "models" / "model.pt").is_file()
-    assert sorted(p.name for p in (out / "out" / "train_state").glob("*.pt")) == ["checkpoint_epoch=2.pt"]
+    assert sorted(p.name for p in (out / "out" / "train_state").glob("*.pt")) == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt"]
 
 
 def test_resume_continues_epoch_count(trained):

@@ -28,3 +28,23 @@ def test_errors():
     m = AttentionInMask(VGG3DCAM(channels=(4,)))
     with pytest.raises(ValueError, match=r"no sample was seen"):
         m.compute()
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train_mode", "eval_mode"])
+def test_measuring_leaves_the_network_as_found(training):
+    """A MONAI evaluator restores training mode after its forward, before metrics update: the
+    metric must not run the network in training mode (BatchNorm running statistics would move)."""
+    torch.manual_seed(0)
+    net = VGG3DCAM(channels=(4, 8)).train(training)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    batch = {"image": torch.rand(3, 1, 16, 16, 8), "label": torch.tensor([0, 1, 1]), "mask": torch.ones(3, 1, 16, 16, 8)}
+    engine = Engine(lambda e, b: b)
+    AttentionInMask(net).attach(engine, "attention_in_mask")
+    engine.run([batch, batch], max_epochs=2)
+    assert net.training is training
+    assert all(m.training is training for m in net.modules())
+    moved = [k for k, v in net.state_dict().items() if not torch.equal(v, before[k])]
+    assert moved == []
+    with torch.no_grad():
+        ref = attention_fraction(net.eval().cam(batch["image"], class_idx=batch["label"]), batch["mask"]).mean()
+    assert engine.state.metrics["attention_in_mask"] == pytest.approx(float(ref))

@@ -72,3 +72,31 @@ def test_writer_or_log_dir_required(tmp_path):
         CamImageHandler(network=net)
     with pytest.raises(ValueError, match=r"give exactly one of summary_writer and log_dir"):
         CamImageHandler(SummaryWriter(str(tmp_path)), network=net, log_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train_mode", "eval_mode"])
+def test_images_leave_the_network_as_found(tmp_path, training):
+    torch.manual_seed(0)
+    net = VGG3DCAM(channels=(4, 8)).train(training)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    batch = {"image": torch.rand(2, 1, 16, 16, 8), "label": torch.tensor([0, 1]), "mask": torch.ones(2, 1, 16, 16, 8)}
+    engine = Engine(lambda e, b: None)
+    h = CamImageHandler(network=net, batch=batch, log_dir=str(tmp_path))
+    h.attach(engine)
+    engine.run([0], max_epochs=2)
+    h.writer.close()
+    assert net.training is training and [k for k, v in net.state_dict().items() if not torch.equal(v, before[k])] == []
+
+
+def test_mode_restored_when_cam_fails(tmp_path, monkeypatch):
+    net = VGG3DCAM(channels=(4, 8)).train()
+    h = CamImageHandler(network=net, batch={"image": torch.rand(1, 1, 16, 16, 8)}, log_dir=str(tmp_path))
+
+    def broken(*a, **k):
+        raise RuntimeError("cam failed")
+
+    monkeypatch.setattr(net, "cam", broken)
+    with pytest.raises(RuntimeError, match="cam failed"):
+        h(Engine(lambda e, b: None))
+    h.writer.close()
+    assert net.training

@@ -1,73 +1,24 @@
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import textwrap
-import time
+import logging
+import os
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 
 from dce_monai.handlers.checkpoint import (
     AtomicCheckpointSaver,
+    RandomStates,
     ResumeFromLatest,
+    checkpoints,
     latest_checkpoint,
     load_state_file,
+    remove_stale_tmp,
 )
-
-_TRAIN = textwrap.dedent(
-    """
-    import sys, time, torch
-    from ignite.engine import Engine, Events
-    from dce_monai.handlers.checkpoint import AtomicCheckpointSaver, ResumeFromLatest
-    ckpt, max_epochs, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-    torch.manual_seed(0)
-    net = torch.nn.Linear(3, 1)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    data = [torch.arange(6.0).reshape(2, 3) + i for i in range(4)]
-    def step(engine, x):
-        opt.zero_grad(); loss = net(x).square().mean(); loss.backward(); opt.step(); time.sleep(delay)
-        return float(loss)
-    trainer = Engine(step)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: sched.step())
-    objs = {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer}
-    ResumeFromLatest(ckpt, objs).attach(trainer)
-    AtomicCheckpointSaver(ckpt, objs, n_saved=2).attach(trainer)
-    trainer.run(data, max_epochs=max_epochs)
-    torch.save({"w": net.weight.detach(), "epoch": trainer.state.epoch, "it": trainer.state.iteration}, ckpt + "/final.pt")
-    """
-)
-
-
-def _run(script: Path, ckpt: Path, epochs: int, delay: float = 0.0) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(script), str(ckpt), str(epochs), str(delay)])
-
-
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
-    script = tmp_path / "train.py"
-    script.write_text(_TRAIN)
-    ref = tmp_path / "ref"
-    assert _run(script, ref, 4).wait(120) == 0
-    killed = tmp_path / "killed"
-    p = _run(script, killed, 4, delay=0.25)  # 1 s per epoch
-    deadline = time.time() + 60
-    while latest_checkpoint(killed) is None and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.4)  # now mid-way through epoch 2
-    p.send_signal(signal.SIGKILL)
-    p.wait(30)
-    assert not (killed / "final.pt").exists()
-    done = int(latest_checkpoint(killed).name.split("=")[1].split(".")[0])
-    assert 1 <= done < 4
-    assert _run(script, killed, 4).wait(120) == 0
-    a, b = torch.load(ref / "final.pt"), torch.load(killed / "final.pt")
-    assert (b["epoch"], b["it"]) == (4, 16)
-    torch.testing.assert_close(a["w"], b["w"], rtol=0, atol=0)
-    assert sorted(p.name for p in killed.glob("checkpoint_*")) == ["checkpoint_epoch=3.pt", "checkpoint_epoch=4.pt"]
 
 
 def _engine(net: torch.nn.Module) -> Engine:
@@ -97,6 +48,13 @@ def test_save_interval_and_last_epoch(tmp_path):
     AtomicCheckpointSaver(tmp_path, {"network": net, "trainer": eng}, n_saved=10, save_interval=2).attach(eng)
     eng.run([torch.ones(1, 2)], max_epochs=5)
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"checkpoint_epoch={i}.pt" for i in (2, 4, 5)]
+
+
+def test_module_state_dict_metadata_kept(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    path = AtomicCheckpointSaver(tmp_path, {"network": net}).save(1)
+    loaded = load_state_file(path)["network"]
+    assert loaded._metadata == net.state_dict()._metadata  # BatchNorm's version travels with the weights
 
 
 def test_ddp_wrapper_saved_unwrapped_and_stale_tmp_ignored(tmp_path):
@@ -194,3 +152,164 @@ def test_errors(tmp_path):
     ResumeFromLatest(tmp_path, {"trainer": eng3}).attach(eng3)
     with pytest.raises(ValueError, match="at epoch 3, beyond max_epochs=2"):
         eng3.run([torch.ones(1, 2)], max_epochs=2)
+
+
+class _Holder:
+    """An object keeping its own generators, as a user transform might."""
+
+    def __init__(self) -> None:
+        self.py = random.Random(1)
+        self.np_gen = np.random.default_rng(2)
+        self.children = [{"R": np.random.RandomState(3)}]
+
+
+def _pipeline(generator: bool = True):  # a MONAI dataset with random transforms in a shuffling loader
+    from monai.data import DataLoader, Dataset
+    from monai.transforms import Compose, RandFlipd, RandGaussianNoised
+
+    data = [{"image": torch.full((1, 4, 4), float(i))} for i in range(6)]
+    ds = Dataset(data, Compose([RandFlipd("image", prob=0.5), RandGaussianNoised("image", prob=1.0)]))
+    return DataLoader(ds, batch_size=2, shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(5) if generator else None)
+
+
+def _draws(loader, holder: _Holder) -> list:
+    out = [torch.cat([b["image"] for b in loader]), random.random(), np.random.rand(), torch.rand(2)]
+    out += [holder.py.random(), holder.np_gen.random(), holder.children[0]["R"].rand()]
+    return out
+
+
+def _same(a: list, b: list) -> bool:
+    return all(torch.equal(torch.as_tensor(x), torch.as_tensor(y)) for x, y in zip(a, b))
+
+
+def test_random_states_round_trip_through_a_checkpoint_file(tmp_path):
+    loader, holder = _pipeline(), _Holder()
+    rng = RandomStates({"train": loader, "holder": holder})
+    names = set(rng.generators())
+    assert {"train.sampler.generator", "holder.py", "holder.np_gen", "holder.children[0]['R']"} <= names
+    assert any(n.startswith("train.dataset.transform.transforms[0]") for n in names)  # RandFlipd's RandomState
+    _draws(loader, holder)  # move every generator away from its seed first
+    path = AtomicCheckpointSaver(tmp_path, {"random_states": rng}).save(1)
+    first = _draws(loader, holder)
+    second_without_restore = _draws(loader, holder)
+    assert not _same(first, second_without_restore)
+    rng.load_state_dict(load_state_file(path)["random_states"])  # weights_only=True read
+    assert _same(first, _draws(loader, holder))
+
+
+def test_random_states_errors():
+    from monai.data import DataLoader, Dataset
+
+    ds = Dataset([{"x": 1}, {"x": 2}])
+    with pytest.raises(ValueError, match=r"train: persistent_workers=True keeps the workers' transform random states"):
+        RandomStates({"train": DataLoader(ds, num_workers=1, persistent_workers=True)})
+    with pytest.raises(ValueError, match=r"random states lack \['python', 'numpy', 'torch', 'objects'\]"):
+        RandomStates().load_state_dict({})
+    saved = RandomStates({"train": _pipeline()}).state_dict()
+    with pytest.raises(ValueError, match=r"generators differ from the checkpoint's: not in the checkpoint \[\], only in the checkpoint \['train.dataset"):
+        RandomStates({"train": _pipeline(generator=False).dataset.data}).load_state_dict(saved)
+    holder = _Holder()
+    state = RandomStates({"h": holder}).state_dict()
+    holder.py = np.random.RandomState(0)  # same place, another kind of generator
+    with pytest.raises(ValueError, match=r"random state kind 'python_random' in the checkpoint, but the object is a RandomState"):
+        RandomStates({"h": holder}).load_state_dict(state)
+
+
+def test_keeps_two_newest_by_default_newest_first(tmp_path):
+    saver = AtomicCheckpointSaver(tmp_path, {"network": torch.nn.Linear(2, 1)})
+    for epoch in (1, 2, 3, 10):
+        saver.save(epoch)
+    assert [p.name for p in checkpoints(tmp_path)] == ["checkpoint_epoch=10.pt", "checkpoint_epoch=3.pt"]
+
+
+def test_unreadable_newest_falls_back_to_the_older(tmp_path, caplog):
+    net = torch.nn.Linear(2, 1)
+    eng = _engine(net)
+    saver = AtomicCheckpointSaver(tmp_path, {"network": net, "trainer": eng})
+    eng.run([torch.ones(1, 2)], max_epochs=1)
+    first = saver.save(1)
+    eng.run([torch.ones(1, 2)], max_epochs=2)
+    newest = saver.save(2)
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated (disk full, copy cut short)
+    eng2 = _engine(net)
+    r = ResumeFromLatest(tmp_path, {"network": net, "trainer": eng2})
+    r.attach(eng2)
+    with caplog.at_level(logging.WARNING, logger="dce_monai.handlers.checkpoint"):
+        eng2.run([torch.ones(1, 2)], max_epochs=2)
+    assert r.loaded_from == first and r.skipped == [newest] and eng2.state.iteration == 2
+    assert any(str(newest) in m and "not a readable torch file" in m and "falling back to checkpoint_epoch=1.pt" in m
+               for m in caplog.messages), caplog.messages
+    first.write_bytes(b"")
+    eng3 = _engine(net)
+    ResumeFromLatest(tmp_path, {"network": net, "trainer": eng3}).attach(eng3)
+    with pytest.raises(ValueError, match=r"no readable checkpoint in .*checkpoint_epoch=2.pt.* \| .*checkpoint_epoch=1.pt"):
+        eng3.run([torch.ones(1, 2)], max_epochs=3)
+
+
+def test_stale_tmp_files_removed(tmp_path):
+    other = tmp_path / ".checkpoint_epoch=3.pt.999999999.tmp"
+    own = tmp_path / f".checkpoint_epoch=3.pt.{os.getpid()}.tmp"  # a save of this very process
+    unrelated = tmp_path / ".notes.tmp"
+    for p in (other, own, unrelated):
+        p.write_bytes(b"x")
+    net = torch.nn.Linear(2, 1)
+    eng = _engine(net)
+    ResumeFromLatest(tmp_path, {"network": net}).attach(eng)
+    eng.run([torch.ones(1, 2)], max_epochs=1)
+    assert not other.exists() and own.exists() and unrelated.exists()
+    other.write_bytes(b"x")
+    AtomicCheckpointSaver(tmp_path, {"network": net}).save(1)  # the saver cleans on its first save too
+    assert not other.exists() and remove_stale_tmp(tmp_path / "missing") == []
+
+
+def test_best_metric_and_best_model_saver_restored(tmp_path):
+    """A resumed run keeps the evaluator's best metric and the best-model saver's record, so a
+    worse model after resuming does not replace model.pt."""
+    from monai.handlers import CheckpointSaver
+
+    def evaluator(score: float) -> Engine:
+        ev = Engine(lambda e, b: None)
+        ev.state.best_metric, ev.state.best_metric_epoch = -1, -1  # what MONAI workflows carry
+
+        @ev.on(Events.EPOCH_COMPLETED)
+        def _score(e):
+            e.state.metrics["auc"] = score
+            if score > e.state.best_metric:
+                e.state.best_metric, e.state.best_metric_epoch = np.float64(score), e.state.epoch
+
+        return ev
+
+    net = torch.nn.Linear(2, 1)
+    ev = evaluator(0.9)
+    best = CheckpointSaver(str(tmp_path / "models"), {"model": net}, save_key_metric=True, key_metric_name="auc",
+                           key_metric_filename="model.pt")
+    best.attach(ev)
+    ev.run([0], max_epochs=1)
+    saved_model = (tmp_path / "models" / "model.pt").read_bytes()
+    AtomicCheckpointSaver(tmp_path / "state", {"evaluator": ev, "best_model_saver": best}).save(1)
+
+    with torch.no_grad():
+        net.weight.add_(1.0)  # training went on; the next validation scores worse
+    ev2 = evaluator(0.5)
+    best2 = CheckpointSaver(str(tmp_path / "models"), {"model": net}, save_key_metric=True, key_metric_name="auc",
+                            key_metric_filename="model.pt")
+    best2.attach(ev2)
+    trainer = _engine(net)
+    ResumeFromLatest(tmp_path / "state", {"evaluator": ev2, "best_model_saver": best2}).attach(trainer)
+    trainer.run([torch.ones(1, 2)], max_epochs=1)
+    assert (ev2.state.best_metric, ev2.state.best_metric_epoch) == (0.9, 1)
+    ev2.run([0], max_epochs=1)
+    assert (tmp_path / "models" / "model.pt").read_bytes() == saved_model  # not replaced by the worse model
+    assert (ev2.state.best_metric, ev2.state.best_metric_epoch) == (0.9, 1)
+    with pytest.raises(ValueError, match=r"save_dict\['b'\] is a MONAI CheckpointSaver without save_key_metric=True"):
+        AtomicCheckpointSaver(tmp_path, {"b": CheckpointSaver(str(tmp_path), {"model": net}, save_final=True)})
+
+
+def test_checkpoint_that_does_not_fit_is_named(tmp_path):
+    AtomicCheckpointSaver(tmp_path, {"network": torch.nn.Linear(2, 1)}).save(1)
+    eng = _engine(torch.nn.Linear(3, 1))
+    ResumeFromLatest(tmp_path, {"network": torch.nn.Linear(3, 1)}).attach(eng)
+    with pytest.raises(ValueError, match=r"checkpoint_epoch=1.pt' does not fit the objects to restore"):
+        eng.run([torch.ones(1, 3)], max_epochs=2)
+    with pytest.raises(TypeError, match=r"load_dict\['x'\] has no load_state_dict\(\) \(got int\)"):
+        ResumeFromLatest(tmp_path, {"x": 1})
