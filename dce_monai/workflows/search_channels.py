@@ -745,10 +745,10 @@ def run_search(
             prev = json.loads(run_path.read_text())
         except json.JSONDecodeError:
             prev = None
-        if prev and prev.get("fingerprint") != fingerprint:
-            raise ValueError(f"{run_path} belongs to a run with other data or settings; use another --out folder.")
         if prev and prev.get("triplets") != run_info["triplets"]:
             raise ValueError(f"{run_path} lists other triplets ({len(prev.get('triplets', []))}) than this run ({len(trips)}); use the same --triplets for every shard.")
+        if prev and prev.get("fingerprint") != fingerprint:
+            raise ValueError(f"{run_path} belongs to a run with other data or settings; use another --out folder.")
     _write_json_atomic(run_path, run_info)
     cells = [(t, f) for t in trips for f in range(k)]
     mine = cells[sh[0] :: sh[1]] if sh else cells

@@ -344,17 +344,34 @@ def test_run_cells_fold_errors(cohort, tmp_path):
         run_cells(cache, [TRIPS[0]], 0, [rest, benign], st)
 
 
-def test_missing_sequence_names_the_patient(cohort, tmp_path):
-    """A cohort with three post phases: asking for T1post4 names the patient."""
+def test_channels_from_the_exams_and_patients_left_out(cohort):
+    """A patient with three post phases: no T1post4 among the candidates; asking for it leaves that patient out, listed."""
+    from dce_monai.data.manifest import Manifest
+    from dce_monai.sequences import triplets as all_triplets
+    from dce_monai.workflows.search_channels import plan_channels
+
     data = json.loads(cohort.read_text())
-    del data["patients"][0]["exam"]["sequences"]["T1post3"]
-    del data["patients"][0]["exam"]["acquisition_times_s"]["T1post3"]
-    data["patients"][0]["exam"]["sequences"]["T1post3"] = data["patients"][0]["exam"]["sequences"].pop("T1post4")
-    data["patients"][0]["exam"]["acquisition_times_s"]["T1post3"] = data["patients"][0]["exam"]["acquisition_times_s"].pop("T1post4")
-    new = cohort.parent / "manifest_3post.json"
-    new.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=r"patient 'PH0000'.*T1post4"):
-        run_search(new, tmp_path, triplets=TRIPS, **FAST)
+    ex = data["patients"][0]["exam"]
+    del ex["sequences"]["T1post4"], ex["acquisition_times_s"]["T1post4"]
+    m = Manifest.from_dict(data, cohort.parent)
+    kept, trips, left = plan_channels(m)
+    assert trips == list(all_triplets(["T2", "T1pre", "T1post1", "T1post2", "T1post3", "sub"])) and len(trips) == 20 and not left
+    kept, trips, left = plan_channels(m, [("T1pre", "T1post4", "sub"), ("T2", "T1pre", "sub")])
+    assert left == [("PH0000", "lacks ['T1post4']")] and "PH0000" not in [p["patient_id"] for p in kept.patients]
+    assert len(kept.patients) == len(m.patients) - 1
+    for p in data["patients"]:
+        del p["exam"]["sequences"]["T2"]
+    no_t2 = Manifest.from_dict(data, cohort.parent)
+    assert len(plan_channels(no_t2)[1]) == 10  # T1pre, T1post1..3, sub
+    with pytest.raises(ValueError, match=r"no exam has every requested channel \['T2', 'T1pre', 'sub'\]; e.g. patient PH0000 lacks \['T2'\]"):
+        plan_channels(no_t2, [("T2", "T1pre", "sub")])
+    for p in data["patients"]:
+        p["exam"]["sequences"] = {k: v for k, v in p["exam"]["sequences"].items() if k in ("T1pre", "T1post1")}
+        p["exam"].pop("acquisition_times_s")
+    assert plan_channels(Manifest.from_dict(data, cohort.parent))[1] == [("T1pre", "T1post1", "sub")]
+    del data["patients"][1]["exam"]["sequences"]["T1post1"]
+    with pytest.raises(ValueError, match=r"the exams share only \['T1pre'\] of the channels"):
+        plan_channels(Manifest.from_dict(data, cohort.parent))
 
 
 def test_diverged_training_is_reported(cohort, tmp_path):
