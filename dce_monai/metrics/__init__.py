@@ -1,15 +1,18 @@
-"""Metrics: per-lesion aggregation, attention-inside-mask, and classification statistics."""
+"""Metrics: per-lesion aggregation, attention-inside-mask, classification statistics and score collapse."""
 
 from .aggregation import aggregate_by_lesion
 from .attention import attention_fraction
+from .collapse import COLLAPSE_SPAN, score_collapse
 from .stats import binary_metrics, bootstrap_ci, delong_test, roc_auc, youden_threshold
 
 __all__ = [
+    "COLLAPSE_SPAN",
     "aggregate_by_lesion",
     "attention_fraction",
     "binary_metrics",
     "bootstrap_ci",
     "delong_test",
     "roc_auc",
+    "score_collapse",
     "youden_threshold",
 ]

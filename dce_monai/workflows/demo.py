@@ -69,7 +69,8 @@ def _transfer_bundle(out: Path, manifest: Path, folds: Path, seed: int) -> dict[
     metrics = {k: float(v) for k, v in wf.evaluator.state.metrics.items() if isinstance(v, (int, float))}
     wf.finalize()
     inf = bundle_workflow("breast_dce_transfer_resnet34", ["inference.json"], "infer",
-                           **{**common, "output_dir": str(root / "inference"), "split": "test", "predictions_split": "val"})
+                           **{**common, "output_dir": str(root / "inference"), "split": "test", "predictions_split": "val",
+                              "predictions_fold": common["fold"]})
     inf.run()
     inf.finalize()
     return {"last_validation": metrics, "predictions": str(root / "inference" / "predictions.csv"),

@@ -66,6 +66,8 @@ from dce_monai.networks.nets.resnet_transfer import ResNet34Transfer
 from dce_monai.sequences import SEQUENCES, validate_sequence_names
 from dce_monai.sequences import triplets as all_triplets
 from dce_monai.transforms.intensity import IMAGENET_MEAN, IMAGENET_STD
+from dce_monai.workflows.cells import fingerprint as cell_fingerprint
+from dce_monai.workflows.cells import read_cell, write_json_atomic
 from dce_monai.workflows.patch_cache import (
     PatchCache,
     get_patch_cache,
@@ -511,36 +513,16 @@ def run_cells(
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, obj)
 
 
 def _read_cell(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """A finished cell, or None when absent or half-written (it is then recomputed).
+    """A finished cell, or None when absent or half-written (it is then recomputed; the file is named in a log line).
 
     Raises:
         ValueError: a finished cell computed with other settings.
     """
-    if not path.is_file():
-        return None
-    try:
-        cell = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        logger.warning("%s is incomplete (unreadable JSON); recomputing it.", path)
-        return None
-    if not isinstance(cell, dict) or not cell.get("complete"):
-        logger.warning("%s is incomplete; recomputing it.", path)
-        return None
-    if cell.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"{path} was computed with other data or settings (fingerprint {cell.get('fingerprint')!r}, this run "
-            f"{fingerprint!r}); use another --out folder or delete the cells folder."
-        )
-    return cell
+    return read_cell(path, fingerprint, remedy="Use another --out folder or delete the cells folder.")
 
 
 _WORKER: dict[str, Any] = {}
@@ -671,7 +653,7 @@ def run_search(
             raise ValueError(f"{folds_path} holds other folds than this cohort/k/seed gives; use another --out folder.")
     else:
         write_folds(folds, folds_path, k=k, seed=seed, manifest=str(m.path))
-    fingerprint = hashlib.sha256(json.dumps({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict()}, sort_keys=True).encode()).hexdigest()[:16]
+    fingerprint = cell_fingerprint({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict()})
     run_info = {"manifest": str(m.path), "k": k, "triplets": [list(t) for t in trips], "settings": st.fingerprint_dict(),
                 "fingerprint": fingerprint, "cache": str(cache.path), "n_patches": len(cache), "n_lesions": len(lesions),
                 "skipped_lesions": cache.skipped_lesions}
