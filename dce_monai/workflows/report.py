@@ -69,6 +69,7 @@ KNOWN_TABLES: tuple[tuple[str, str], ...] = (
     ("Channel-triplet ranking (search-channels)", "ranking.md"),
     ("Masking comparison (compare-masking)", "*compar*.md"),
     ("Kinetic baseline (baseline-kinetics)", "baseline_kinetics_table.md"),
+    ("Kinetic baseline: single-feature AUCs (baseline-kinetics)", "baseline_kinetics_feature_auc.md"),
 )
 _MAX_CAMS = 24
 _MAX_ROC_MODELS = 6
@@ -524,9 +525,13 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
                 overview.append(f"| {exp} | {m0['model']} | {split} | {_auc_cell(m0)} | {_f(m0['auc_fold_mean'])} ± {_f(m0['auc_fold_sd'])} ({m0['n_folds']}) | "
                                 f"{_f(m0['sensitivity'])} | {_f(m0['specificity'])} | {m0['n']} ({m0['n_pos']}) |")
                 best_per_exp[exp] = (f"{exp}: {m0['model']}", groups[str(m0["model"])])
-                best_rows[exp] = (str(models[0]["model"]), split, [x for x in rs if x["model"] == models[0]["model"] and x["split"] == split])
-            if exp == "baseline_kinetics" and baseline_auc is None:
-                baseline_auc = float(models[0]["auc"])
+                # the reference for the deep models is the kinetic-only baseline when there is one
+                # (a shape-feature model is no kinetic baseline)
+                ref = [r for r in summary if r["split"] == split and str(r["model"]).endswith("_kinetic") and not math.isnan(float(r["auc"]))]
+                r0 = ref[0] if exp == "baseline_kinetics" and ref else models[0]
+                best_rows[exp] = (str(r0["model"]), split, [x for x in rs if x["model"] == r0["model"] and x["split"] == split])
+                if exp == "baseline_kinetics" and baseline_auc is None:
+                    baseline_auc = float(r0["auc"])
         fold_models = [r for r in summary if r["n_folds"] > 1][:12]
         if fold_models:
             fv: dict[str, list[float]] = {}
