@@ -67,7 +67,7 @@ from dce_monai.sequences import SEQUENCES, validate_sequence_names
 from dce_monai.sequences import triplets as all_triplets
 from dce_monai.transforms.intensity import IMAGENET_MEAN, IMAGENET_STD
 from dce_monai.workflows.cells import fingerprint as cell_fingerprint
-from dce_monai.workflows.cells import read_cell, write_json_atomic
+from dce_monai.workflows.cells import read_cell, settings_diff, write_json_atomic
 from dce_monai.workflows.patch_cache import (
     PatchCache,
     get_patch_cache,
@@ -664,7 +664,9 @@ def run_search(
         except json.JSONDecodeError:
             prev = None
         if prev and prev.get("fingerprint") != fingerprint:
-            raise ValueError(f"{run_path} belongs to a run with other data or settings; use another --out folder.")
+            old = {**(prev.get("settings") or {}), "k": prev.get("k")}
+            diff = settings_diff(old, {**run_info["settings"], "k": k}) or ["the patch cache (cohort files or patch size) differs"]
+            raise ValueError(f"{run_path} belongs to a run with other data or settings ({'; '.join(diff)}); use another --out folder.")
         if prev and prev.get("triplets") != run_info["triplets"]:
             raise ValueError(f"{run_path} lists other triplets ({len(prev.get('triplets', []))}) than this run ({len(trips)}); use the same --triplets for every shard.")
     _write_json_atomic(run_path, run_info)

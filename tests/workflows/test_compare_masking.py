@@ -132,10 +132,9 @@ def test_changed_seed_k_folds_manifest_bundle_refused(finished: Path, cohort: Pa
     import json
     import shutil
 
-    from dce_monai.workflows import bundle_utils
-
     from dce_monai.data.folds import patient_folds, read_folds
     from dce_monai.data.manifest import load_manifest
+    from dce_monai.workflows import bundle_utils
 
     lesions = load_manifest(cohort).to_datalist(level="lesion")
     other = next(s for s in range(1, 50) if patient_folds(lesions, k=2, seed=s) != read_folds(finished / "folds.json"))
