@@ -18,6 +18,13 @@ itself also resumes from its last checkpoint):
 The settings are far below the papers' (see :data:`DEMO_SETTINGS`): the demo shows that
 everything runs and what the outputs look like; its numbers are not results. The full
 settings and what they give are in ``docs/results.md``.
+
+Repeatability: every step runs with a fixed number of torch/BLAS/OpenMP threads (``threads``,
+default 2, whatever the machine's core count), because float sums split over another number
+of threads round differently and a few training steps amplify that into other AUCs. The
+numbers are then bitwise the same on every run with the same seed, thread count, torch build
+and CPU instruction set (``torch.backends.cpu.get_cpu_capability()``, e.g. AVX2 vs AVX512);
+``demo_summary.json`` records them under ``environment``.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_SETTINGS", "STEPS", "add_cli_arguments", "cli_main", "run_demo"]
+__all__ = ["DEMO_SETTINGS", "STEPS", "add_cli_arguments", "cli_main", "environment", "run_demo"]
 
 #: CPU-sized settings of every step (the papers' are in the bundles' defaults and the CLIs).
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
@@ -109,7 +116,19 @@ def _report(out: Path, seed: int) -> dict[str, Any]:
     return {name: str(p) for name, p in paths.items()}
 
 
-def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 2, steps: tuple[str, ...] = STEPS) -> dict[str, Any]:
+def environment(threads: int) -> dict[str, Any]:
+    """What the demo's numbers depend on besides its settings: versions, CPU instruction set, threads."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": threads}
+
+
+def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 2, steps: tuple[str, ...] = STEPS,
+             threads: int = 2) -> dict[str, Any]:
     """Run the demo into ``out``; return a summary (also written to ``demo_summary.json``).
 
     Args:
@@ -118,13 +137,23 @@ def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 
         seed: cohort, fold, training and bootstrap seed.
         workers: processes generating the cohort.
         steps: the steps to run (``cohort`` and ``folds`` always run first; default: all).
+        threads: torch/BLAS/OpenMP threads of every step (the numbers depend on it; see the module docstring).
 
     Returns:
         ``{"out": ..., "steps": {name: {"seconds": ..., ...}}, "report": ..., "tensorboard": ..., "seconds": ...}``.
 
     Raises:
-        ValueError: an unknown step name; the cohort failing validation.
+        ValueError: an unknown step name, ``threads`` < 1; the cohort failing validation.
     """
+    from dce_monai.workflows.baseline_kinetics import limit_threads
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}.")
+    with limit_threads(threads):
+        return _run_demo(out, patients, seed, workers, steps, threads)
+
+
+def _run_demo(out: str | Path, patients: int, seed: int, workers: int, steps: tuple[str, ...], threads: int) -> dict[str, Any]:
     from dce_monai.data.folds import patient_folds, write_folds
     from dce_monai.data.phantom import generate_cohort
     from dce_monai.data.validate import require_valid
@@ -164,7 +193,7 @@ def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 
     done: dict[str, Any] = {}
     for i, name in enumerate(wanted, 1):
         mark = marks / f"{name}.json"
-        settings = {"settings": DEMO_SETTINGS[name], "patients": patients, "seed": seed}
+        settings = {"settings": DEMO_SETTINGS[name], "patients": patients, "seed": seed, "threads": threads}
         if mark.is_file():
             prev = json.loads(mark.read_text())
             if {key: prev.get(key) for key in settings} == json.loads(json.dumps(settings)):
@@ -181,7 +210,7 @@ def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 
         tmp.replace(mark)
         done[name] = rec
         _say(f"[{i}/{len(wanted)}] {name}: {rec['seconds']} s")
-    summary = {"out": str(out), "steps": done, "seconds": round(time.perf_counter() - t0, 1),
+    summary = {"out": str(out), "steps": done, "seconds": round(time.perf_counter() - t0, 1), "environment": environment(threads),
                "report": str(out / "report" / "report.html") if "report" in done else None,
                "tensorboard": f"tensorboard --logdir {out}"}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -198,6 +227,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, default=24, help="phantom patients (default: 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed of cohort, folds and training (default: 0)")
     parser.add_argument("--workers", type=int, default=2, help="cohort generator processes (default: 2)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch/BLAS/OpenMP threads (default 2; the same value gives the same numbers on CPUs of the same instruction set)")
     parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=list(STEPS),
                         help="steps to run (cohort and folds always run); default: all")
 
@@ -206,5 +237,5 @@ def cli_main(args: argparse.Namespace) -> int:
     """Run the demo. Returns 0."""
     if args.patients < 2 * DEMO_SETTINGS["folds"]["k"]:
         raise ValueError(f"--patients must be >= {2 * DEMO_SETTINGS['folds']['k']} for {DEMO_SETTINGS['folds']['k']} folds, got {args.patients}.")
-    run_demo(args.out, patients=args.patients, seed=args.seed, workers=args.workers, steps=tuple(args.steps))
+    run_demo(args.out, patients=args.patients, seed=args.seed, workers=args.workers, steps=tuple(args.steps), threads=getattr(args, "threads", 2))
     return 0
