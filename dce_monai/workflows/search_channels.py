@@ -728,6 +728,7 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     Example:
         >>> merge("search")["ranking_md"].read_text()  # doctest: +SKIP
     """
+    from dce_monai.metrics.collapse import score_collapse
     from dce_monai.metrics.stats import binary_metrics, bootstrap_ci, delong_test
     from dce_monai.workflows.results import write_predictions
 
@@ -753,9 +754,12 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     rows: list[dict[str, Any]] = []
     per: dict[tuple[str, ...], dict[str, Any]] = {}
     for t in trips:
-        les, tuned_pred, fold_auc = [], [], []
+        les, tuned_pred, fold_auc, collapsed = [], [], [], []
         for f in range(k):
             c = cells[(t, f)]
+            cc = score_collapse([r["prob"] for r in c["lesions"]])
+            if cc["collapsed"]:
+                collapsed.append(f"fold {f}: {cc['reason']}")
             for r in c["lesions"]:
                 les.append(r)
                 tuned_pred.append(int(r["prob"] >= c["train_threshold"]))
@@ -764,7 +768,7 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
             if not math.isnan(c["metrics"]["auc"]):
                 fold_auc.append(c["metrics"]["auc"])
         order = sorted(range(len(les)), key=lambda i: les[i]["lesion_id"])
-        per[t] = {"lesions": [les[i] for i in order], "tuned": [tuned_pred[i] for i in order], "fold_auc": fold_auc}
+        per[t] = {"lesions": [les[i] for i in order], "tuned": [tuned_pred[i] for i in order], "fold_auc": fold_auc, "collapsed": collapsed}
     table: list[dict[str, Any]] = []
     for t in trips:
         d = per[t]
@@ -784,6 +788,7 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
             "fold_auc_mean": float(np.mean(d["fold_auc"])) if d["fold_auc"] else math.nan,
             "fold_auc_sd": float(np.std(d["fold_auc"], ddof=1)) if len(d["fold_auc"]) > 1 else math.nan,
             "n_lesions": int(y.size), "n_malignant": n1, "_t": t,
+            "collapsed_folds": len(d["collapsed"]), "collapse": "; ".join(d["collapsed"]),
         })
     table.sort(key=lambda r: (-(r["auc"] if not math.isnan(r["auc"]) else -1.0), r["model"]))
     best = table[0]["_t"]
@@ -796,7 +801,8 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     pred_path = out / "predictions.csv"
     write_predictions(pred_path, rows)
     cols = ["rank", "model", "auc", "auc_ci_low", "auc_ci_high", "sensitivity", "specificity", "accuracy", "sensitivity_tuned",
-            "specificity_tuned", "accuracy_tuned", "fold_auc_mean", "fold_auc_sd", "delong_p_vs_best", "n_lesions", "n_malignant"]
+            "specificity_tuned", "accuracy_tuned", "fold_auc_mean", "fold_auc_sd", "delong_p_vs_best", "n_lesions", "n_malignant",
+            "collapsed_folds", "collapse"]
     csv_path = out / "ranking.csv"
     tmp = csv_path.with_name(f".{csv_path.name}.tmp")
     with open(tmp, "w", newline="") as fh:
@@ -807,17 +813,21 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     md_path = out / "ranking.md"
     lines = [
         (f"Channel-triplet search: {len(trips)} triplets, {k}-fold patient-wise CV, {table[0]['n_lesions']} lesions "
-         f"({table[0]['n_malignant']} malignant); per-lesion score = max over patches."),
+         f"({table[0]['n_malignant']} malignant); per-lesion score = max over patches. AUC: pooled over all folds' held-out "
+         "lesions; fold AUC: mean ± SD of the per-fold AUCs; collapsed: folds whose scores are near-constant or one class at 0.5."),
         "",
-        "| rank | channels | AUC (95 % CI) | Sens@0.5 | Spec@0.5 | Acc@0.5 | Sens@Youden | Spec@Youden | Acc@Youden | fold AUC mean ± SD | DeLong p vs best |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| rank | channels | AUC (95 % CI) | Sens@0.5 | Spec@0.5 | Acc@0.5 | Sens@Youden | Spec@Youden | Acc@Youden | fold AUC mean ± SD | DeLong p vs best | collapsed folds |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in table:
         lines.append(
             f"| {r['rank']} | {', '.join(r['_t'])} | {r['auc']:.3f} ({r['auc_ci_low']:.3f}–{r['auc_ci_high']:.3f}) | {r['sensitivity']:.3f} | "
             f"{r['specificity']:.3f} | {r['accuracy']:.3f} | {r['sensitivity_tuned']:.3f} | {r['specificity_tuned']:.3f} | {r['accuracy_tuned']:.3f} | "
-            f"{r['fold_auc_mean']:.3f} ± {r['fold_auc_sd']:.3f} | {r['delong_p_vs_best']:.3g} |"
+            f"{r['fold_auc_mean']:.3f} ± {r['fold_auc_sd']:.3f} | {r['delong_p_vs_best']:.3g} | {r['collapsed_folds']} |"
         )
+    bad = [r for r in table if r["collapsed_folds"]]
+    if bad:
+        lines += ["", "Collapsed scores (their AUC is not a finding):", ""] + [f"- {r['model']}: {r['collapse']}" for r in bad]
     md_path.write_text("\n".join(lines) + "\n")
     result = {"predictions": pred_path, "ranking_csv": csv_path, "ranking_md": md_path}
     if tensorboard:

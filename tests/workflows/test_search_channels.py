@@ -118,6 +118,12 @@ def test_metrics_recomputed_from_predictions(full_search):
         m = binary_metrics([p["label"] for p in ps], [p["prob"] for p in ps])
         assert math.isclose(m["auc"], float(rows[model]["auc"]), abs_tol=1e-9)
         assert math.isclose(m["sensitivity"], float(rows[model]["sensitivity"]), abs_tol=1e-9)
+    from dce_monai.metrics.collapse import score_collapse
+
+    for model, r in rows.items():  # the collapsed-folds column follows from the per-fold scores
+        ps = [p for p in preds if p["model"] == model]
+        n = sum(score_collapse([p["prob"] for p in ps if p["fold"] == f])["collapsed"] for f in sorted({p["fold"] for p in ps}))
+        assert int(r["collapsed_folds"]) == n and bool(r["collapse"]) == bool(n)
 
 
 # ----------------------------------------------------------------------------- shards, re-runs, determinism
