@@ -140,11 +140,11 @@ def run_cell(
     """
     from dce_monai.metrics.collapse import score_collapse
     from dce_monai.metrics.stats import binary_metrics
+    from dce_monai.workflows.cells import fingerprint, write_json_atomic
     from dce_monai.workflows.results import read_predictions
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
-    from dce_monai.workflows.cells import fingerprint, write_json_atomic
 
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,8 @@ def _finished_cell(cell_dir: Path, settings: dict[str, Any]) -> dict[str, Any] |
     """The finished cell in ``cell_dir`` when it has these settings; None when it must be computed.
 
     Raises:
-        ValueError: the cell (finished, or started and holding checkpoints) has other settings.
+        ValueError: the cell (finished, or started and holding checkpoints) has other settings,
+            or a cell folder without a settings record (written before cells had fingerprints).
     """
     from dce_monai.workflows.cells import fingerprint, read_cell, read_json, settings_diff
 
@@ -211,6 +212,9 @@ def _finished_cell(cell_dir: Path, settings: dict[str, Any]) -> dict[str, Any] |
             diff = settings_diff(started.get("settings") if isinstance(started.get("settings"), dict) else {}, settings)
             raise ValueError(f"{cell_dir} holds an unfinished cell (checkpoints) started with other settings: "
                              f"{'; '.join(diff) or 'fingerprint differs'}. {_REMEDY}")
+        if started is None and ((cell_dir / "cell.json").is_file() or any((cell_dir / "models").glob("*"))):
+            raise ValueError(f"{cell_dir} holds a cell without a settings record (written by an older version): its results and "
+                             f"checkpoints cannot be checked against this run's settings. {_REMEDY}")
     return rec
 
 

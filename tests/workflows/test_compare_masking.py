@@ -178,6 +178,15 @@ def test_unfinished_cell_of_other_settings_refused(cohort: Path, tmp_path: Path)
     assert not (out / "cells" / "mask_guided_fold0").exists()  # refused before the first cell
 
 
+def test_cell_without_settings_record_refused(cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    legacy = out / "cells" / "mask_guided_fold0" / "cell.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text('{"variant": "mask_guided", "fold": 0, "val_auc": 0.9}')
+    with pytest.raises(ValueError, match=r"mask_guided_fold0 holds a cell without a settings record \(written by an older version\)"):
+        _rerun(cohort, out)
+
+
 def test_corrupt_cell_is_named_and_recomputed(finished: Path, cohort: Path, caplog: pytest.LogCaptureFixture) -> None:
     import json
     import logging
