@@ -63,3 +63,27 @@ def test_bad_arguments(tmp_path):
     args = argparse.Namespace(out=str(tmp_path), patients=4, seed=0, workers=1, steps=["report"])
     with pytest.raises(ValueError, match=r"--patients must be >= 6 for 3 folds, got 4"):
         demo.cli_main(args)
+
+
+def test_limit_cpu_isa(monkeypatch):
+    for k in demo.AVX2_ENV:
+        monkeypatch.delenv(k, raising=False)
+    demo.limit_cpu_isa("native")
+    assert not any(k in __import__("os").environ for k in demo.AVX2_ENV)
+    demo.limit_cpu_isa("avx2")
+    import os
+
+    assert {k: os.environ[k] for k in demo.AVX2_ENV} == demo.AVX2_ENV
+    demo.limit_cpu_isa("avx2")  # idempotent
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    with pytest.raises(ValueError, match=r"cpu_isa='avx2' conflicts with the environment \{'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE'\}"):
+        demo.limit_cpu_isa("avx2")
+    with pytest.raises(ValueError, match="sse"):
+        demo.limit_cpu_isa("sse")
+
+
+def test_cli_defaults_pin_threads_and_isa():
+    p = argparse.ArgumentParser()
+    demo.add_cli_arguments(p)
+    args = p.parse_args([])
+    assert args.threads == 2 and args.cpu_isa == "avx2"
