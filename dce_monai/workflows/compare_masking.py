@@ -232,7 +232,8 @@ def summarize_cells(cells: Sequence[dict[str, Any]], predictions: Sequence[dict[
     ``val_collapsed_folds`` (and ``test_collapsed_folds``) count the folds whose scores collapse
     (:func:`dce_monai.metrics.collapse.score_collapse`: near-constant or one predicted class);
     their AUC is no finding. With ``predictions`` (the merged per-lesion rows), ``val_auc_pooled``
-    is the AUC of all folds' held-out lesions pooled, the figure ``dce-monai report`` shows.
+    (and ``test_auc_pooled``) is the AUC of all folds' held-out lesions pooled, the figure
+    ``dce-monai report`` shows.
     """
     from dce_monai.metrics.stats import binary_metrics
 
@@ -247,9 +248,10 @@ def summarize_cells(cells: Sequence[dict[str, Any]], predictions: Sequence[dict[
         for key in keys:
             m, s = _mean_sd([float(c[key]) for c in sel])
             row[f"{key}_mean"], row[f"{key}_sd"] = m, s
-        if predictions is not None:
-            pv = [r for r in predictions if r["model"] == variant and r["split"] == "val"]
-            row["val_auc_pooled"] = binary_metrics([int(r["label"]) for r in pv], [float(r["prob"]) for r in pv])["auc"] if pv else float("nan")
+        for split in ("val", "test") if predictions is not None else ():
+            pv = [r for r in predictions if r["model"] == variant and r["split"] == split]  # type: ignore[union-attr]
+            if pv or split == "val":
+                row[f"{split}_auc_pooled"] = binary_metrics([int(r["label"]) for r in pv], [float(r["prob"]) for r in pv])["auc"] if pv else float("nan")
         for split in ("val", "test"):
             if any(f"{split}_auc" in c for c in sel):
                 row[f"{split}_collapsed_folds"] = sum(bool(c.get(f"{split}_collapse")) for c in sel)
@@ -261,7 +263,7 @@ def _table_text(summary: Sequence[dict[str, Any]], cells: Sequence[dict[str, Any
     """comparison.md: what each column is, the table, and every collapsed cell by name."""
     k = max((int(r["folds"]) for r in summary), default=0)
     lines = [f"Masking comparison, {k} patient-wise folds. `*_mean`/`*_sd`: mean and SD over the folds of each fold's "
-             "AUC/accuracy (seed 2's Tables 2/3); `val_auc_pooled`: one AUC over all folds' held-out lesions pooled "
+             "AUC/accuracy (seed 2's Tables 2/3); `val_auc_pooled`/`test_auc_pooled`: one AUC over all folds' held-out lesions pooled "
              "(the report's pooled AUC). `*_collapsed_folds`: folds whose scores collapse (near-constant, or one "
              "predicted class at 0.5); their AUC is not a finding.", "", table.rstrip()]
     bad = [(c, split) for c in cells for split in ("val", "test") if c.get(f"{split}_collapse")]

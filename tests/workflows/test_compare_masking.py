@@ -70,6 +70,7 @@ def test_test_cohort_evaluated(tmp_path: Path) -> None:
                                          overrides={"max_epochs": 1, "spatial_size": [32, 32, 16], "batch_size": 2,
                                                     "vgg_channels": [4, 8]})
     assert "test_auc_mean" in summary[0] and "test_auc_mean" in md.read_text()
+    assert 0.0 <= summary[0]["test_auc_pooled"] <= 1.0 and "test_collapsed_folds" in summary[0]
     rows = read_predictions(tmp_path / "out" / "predictions.csv")
     test_pids = {r["patient_id"] for r in rows if r["split"] == "test"}
     assert test_pids and not test_pids & {r["patient_id"] for r in rows if r["split"] != "test"}

@@ -244,3 +244,16 @@ def test_collapsed_model_is_flagged_and_not_best(tmp_path):
     assert re.search(r"\| no_mask \| val \| 1\.000 \[[^]]*\] \(collapsed in 3 of 3 folds\) \|", md)
     assert "- `no_mask` (val): fold 0: near-constant scores (span 1e-04 <= 1e-03)" in md
     assert re.search(r"\| compare_masking \| mask_guided \| val \|", md[md.index("## Overview"):md.index("## Experiment")])
+
+
+def test_deep_models_compared_with_the_kinetic_only_baseline(tmp_path):
+    run = tmp_path / "run"
+    base = _rows("baseline_kinetics", ["logreg_kinetic", "logreg_shape"], seed=1)
+    shape = [r for r in base if r["model"] == "logreg_shape"]
+    for r in shape:  # the shape model is the best baseline model, but it is no kinetic baseline
+        r["prob"] = 0.9 if r["label"] else 0.1
+    write_predictions(run / "b.csv", base)
+    write_predictions(run / "s.csv", _rows("channel_search", TRIPLETS[:1], seed=2))
+    md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
+    assert "Paired DeLong test against the kinetic baseline (`logreg_kinetic`, val)" in md
+    assert re.search(r"\| baseline_kinetics \| logreg_shape \| val \| 1\.000", md)  # still the experiment's best in the overview
