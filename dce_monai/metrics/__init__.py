@@ -1,7 +1,8 @@
-"""Metrics: per-lesion aggregation, attention-inside-mask, and classification statistics."""
+"""Metrics: per-lesion aggregation, attention-inside-mask, classification statistics and score collapse."""
 
 from .aggregation import aggregate_by_lesion
 from .attention import attention_fraction
+from .collapse import COLLAPSE_SPAN, score_collapse
 from .stats import (
     ConfidenceInterval,
     as_id_list,
@@ -15,6 +16,7 @@ from .stats import (
 )
 
 __all__ = [
+    "COLLAPSE_SPAN",
     "ConfidenceInterval",
     "aggregate_by_lesion",
     "as_id_list",
@@ -25,5 +27,6 @@ __all__ = [
     "delong_ci",
     "delong_test",
     "roc_auc",
+    "score_collapse",
     "youden_threshold",
 ]

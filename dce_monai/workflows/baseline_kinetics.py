@@ -26,11 +26,20 @@ Features of one lesion (mask = ``label_map == label_value``; maps from
   sqrt(lambda_3/lambda_1) from the eigenvalues lambda_1 >= lambda_2 >= lambda_3 of the covariance
   of the voxel-centre coordinates in mm (the IBSI / pyradiomics definitions).
 
+Feature groups (:data:`FEATURE_GROUPS`): ``kinetic`` (every enhancement feature: wash-in,
+washout, SER, curve-type fractions, hot-spot ratios and relative enhancement per phase),
+``shape`` (volume, surface, surface-to-volume, sphericity, elongation, flatness) and
+``combined`` (both). Each classifier is fitted on each group separately, so the table shows
+what kinetics alone, shape alone and both together give: a "kinetic" baseline whose score
+comes from shape would otherwise pass unnoticed (on the phantom, lesion size and shape
+differ by class, and ``surface_to_volume`` alone can separate a cohort).
+
 Outputs under ``--out``: ``features.csv`` (the per-lesion cache, reused when the settings
 match ``features.json``), ``folds.json``, ``predictions.csv`` (experiment
-``baseline_kinetics``, models ``logreg`` and ``gboost``, split ``val``),
-``baseline_kinetics_table.csv``/``.md`` (from :func:`dce_monai.workflows.results.summarize`)
-and ``run.json`` (the arguments).
+``baseline_kinetics``, models ``<classifier>_<group>``, e.g. ``logreg_kinetic``, split ``val``),
+``baseline_kinetics_table.csv``/``.md`` (from :func:`dce_monai.workflows.results.summarize`,
+one row per classifier and feature group), ``baseline_kinetics_feature_auc.csv``/``.md``
+(:func:`feature_aucs`: the AUC of every single feature) and ``run.json`` (the arguments).
 
 References:
     ACR BI-RADS MRI lexicon (kinetic curve assessment).
@@ -70,12 +79,16 @@ from dce_monai.transforms.utils import (
 __all__ = [
     "EXPERIMENT",
     "FEATURES_VERSION",
+    "FEATURE_GROUPS",
     "LABELS",
     "MODELS",
     "SCALAR_FEATURES",
+    "SHAPE_FEATURES",
     "add_cli_arguments",
     "cli_main",
     "extract_features",
+    "feature_aucs",
+    "feature_group",
     "fit_predict_folds",
     "lesion_features",
     "limit_threads",
@@ -114,6 +127,10 @@ SCALAR_FEATURES = (
     "flatness",
 )
 ID_COLUMNS = ("patient_id", "lesion_id", "label_value", "n_post")
+#: Size and shape of the lesion mask (no intensity): the ``shape`` group.
+SHAPE_FEATURES = ("volume_mm3", "surface_mm2", "surface_to_volume", "sphericity", "elongation", "flatness")
+#: Feature groups each classifier is fitted on separately (see :func:`feature_group`).
+FEATURE_GROUPS = ("kinetic", "shape", "combined")
 
 
 def _option(value: str, choices: Sequence[str], name: str) -> str:
@@ -505,6 +522,60 @@ def model_feature_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(SCALAR_FEATURES) + phases
 
 
+def feature_group(names: Sequence[str], group: str) -> list[str]:
+    """The classifier inputs of one feature group, in the order of ``names``.
+
+    ``shape``: :data:`SHAPE_FEATURES`; ``kinetic``: every other feature (enhancement ratios,
+    curve-type fractions, hot-spot relative enhancement per phase); ``combined``: all.
+
+    Raises:
+        ValueError: unknown group, or a group with no feature in ``names``.
+
+    Example:
+        >>> feature_group(["washin_mean", "volume_mm3", "re_top_T1post1"], "kinetic")
+        ['washin_mean', 're_top_T1post1']
+    """
+    group = _option(group, FEATURE_GROUPS, "group")
+    out = [n for n in names if group == "combined" or (n in SHAPE_FEATURES) == (group == "shape")]
+    if not out:
+        raise ValueError(f"feature group {group!r} has no feature among {list(names)}.")
+    return out
+
+
+def feature_aucs(rows: Sequence[Mapping[str, Any]], labels: Sequence[int], names: Sequence[str]) -> list[dict[str, Any]]:
+    """ROC AUC of every single feature used as a score (higher value = positive class), over all lesions.
+
+    No model is fitted, so no fold is needed; AUC < 0.5 means that lower values go with the
+    positive class (``1 - AUC`` is then the separation). Shows which features carry a
+    baseline's score, e.g. a shape feature alone at AUC 1.0.
+
+    Returns:
+        One dict per feature, sorted by ``separation = |AUC - 0.5|`` (largest first): ``feature``,
+        ``group`` (``kinetic`` or ``shape``), ``auc``, ``separation``, ``n``.
+
+    Raises:
+        ValueError: lengths differ, one class only, or a missing/non-finite feature (naming the lesion).
+    """
+    from dce_monai.metrics.stats import roc_auc
+
+    if len(rows) != len(labels):
+        raise ValueError(f"{len(rows)} feature rows but {len(labels)} labels.")
+    y = [int(v) for v in labels]
+    if len(set(y)) < 2:
+        raise ValueError(f"single-feature AUCs need both classes; labels hold only {sorted(set(y))}.")
+    out = []
+    for c in names:
+        vals = []
+        for r in rows:
+            v = r.get(c)
+            if v is None or not math.isfinite(float(v)):
+                raise ValueError(f"patient {r['patient_id']!r} lesion {r['lesion_id']!r}: feature {c!r} is missing or not finite ({v!r}).")
+            vals.append(float(v))
+        auc = roc_auc(y, vals)
+        out.append({"feature": c, "group": "shape" if c in SHAPE_FEATURES else "kinetic", "auc": auc, "separation": abs(auc - 0.5), "n": len(y)})
+    return sorted(out, key=lambda r: (-r["separation"], r["feature"]))
+
+
 def fit_predict_folds(
     rows: Sequence[Mapping[str, Any]],
     labels: Sequence[int],
@@ -513,6 +584,7 @@ def fit_predict_folds(
     seed: int = 0,
     feature_names: Sequence[str] | None = None,
     threads: int = 1,
+    group: str | None = None,
 ) -> list[dict[str, Any]]:
     """Cross-validated per-lesion probabilities: for fold f, fit on the other folds' patients.
 
@@ -524,6 +596,8 @@ def fit_predict_folds(
         seed: seed of the gradient-boosting model.
         feature_names: inputs (default :func:`model_feature_names`).
         threads: OpenMP/BLAS threads while fitting (see :func:`limit_threads`).
+        group: feature-group name appended to the model column (``logreg_kinetic``); None: the
+            classifier name alone.
 
     Returns:
         Prediction rows in the :mod:`dce_monai.workflows.results` format (split ``val``).
@@ -550,10 +624,11 @@ def fit_predict_folds(
     y = np.asarray([int(v) for v in labels])
     fid = np.asarray([fold_of[str(r["patient_id"])] for r in rows])
     with limit_threads(threads):
-        return _cross_validate(rows, x, y, fid, len(folds), models, seed)
+        return _cross_validate(rows, x, y, fid, len(folds), models, seed, "" if group is None else f"_{group}")
 
 
-def _cross_validate(rows: Sequence[Mapping[str, Any]], x: np.ndarray, y: np.ndarray, fid: np.ndarray, k: int, models: Sequence[str], seed: int) -> list[dict[str, Any]]:
+def _cross_validate(rows: Sequence[Mapping[str, Any]], x: np.ndarray, y: np.ndarray, fid: np.ndarray, k: int, models: Sequence[str], seed: int,
+                    suffix: str = "") -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for f in range(k):
         test, train = fid == f, fid != f
@@ -566,7 +641,7 @@ def _cross_validate(rows: Sequence[Mapping[str, Any]], x: np.ndarray, y: np.ndar
             model.fit(x[train], y[train])
             p = model.predict_proba(x[test])[:, 1]
             for j, prob in zip(np.flatnonzero(test).tolist(), p):
-                out.append({"experiment": EXPERIMENT, "model": name, "fold": f, "split": "val", "patient_id": str(rows[j]["patient_id"]),
+                out.append({"experiment": EXPERIMENT, "model": name + suffix, "fold": f, "split": "val", "patient_id": str(rows[j]["patient_id"]),
                             "lesion_id": str(rows[j]["lesion_id"]), "label": int(y[j]), "prob": float(np.clip(prob, 0.0, 1.0))})
     return out
 
@@ -629,7 +704,8 @@ def run_baseline(
             :func:`dce_monai.data.validate.require_valid`) instead of stopping.
 
     Returns:
-        Paths: ``features``, ``folds``, ``predictions``, ``table_csv``, ``table_md``, ``run``.
+        Paths: ``features``, ``folds``, ``predictions``, ``table_csv``, ``table_md``,
+        ``feature_auc_csv``, ``feature_auc_md``, ``run``.
 
     Raises:
         ValueError: a label the manifest does not have, bad k, too few patients per class,
@@ -667,21 +743,39 @@ def _run(manifest: str | Path, out: Path, k: int, seed: int, label: str | None, 
     folds_path = write_folds(folds, out / "folds.json", seed=seed, label=label, manifest=str(manifest))
     rows = extract_features(dl, out / "features.csv", top_fraction=top_fraction, progress=progress, register=m.register_phases)
     names = model_feature_names(rows)
-    preds = fit_predict_folds(rows, [int(d["label"]) for d in dl], folds, MODELS, seed, names)
+    labels = [int(d["label"]) for d in dl]
+    groups = {g: feature_group(names, g) for g in FEATURE_GROUPS}
+    preds = [p for g in FEATURE_GROUPS for p in fit_predict_folds(rows, labels, folds, MODELS, seed, groups[g], group=g)]
     pred_path = write_predictions(out / "predictions.csv", preds)
     table = summarize(preds, by=("experiment", "model", "split"), n_boot=n_boot, seed=seed)
-    table_csv, table_md = write_table(table, out / "baseline_kinetics_table")
+    for r in table:
+        g = str(r["model"]).rsplit("_", 1)[1]
+        r.update({"features": g, "n_features": len(groups[g])})
+    cols = ["experiment", "model", "features", "n_features", "split"] + [c for c in table[0] if c not in ("experiment", "model", "features", "n_features", "split")]
+    table_csv, table_md = write_table(table, out / "baseline_kinetics_table", columns=cols)
+    table_md.write_text(
+        "Kinetic baseline: each classifier on kinetic features only, shape features only, and both (`features`); "
+        "`auc` pools the held-out lesions of all folds, `auc_fold_mean`/`auc_fold_sd` summarise the per-fold AUCs; "
+        "`collapsed_folds` counts folds whose scores collapse.\n\n" + table_md.read_text())
+    fa = feature_aucs(rows, labels, names)
+    fa_csv, fa_md = write_table(fa, out / "baseline_kinetics_feature_auc")
+    fa_md.write_text("Single-feature AUCs (the raw feature as the score, higher = positive; all lesions, no model fitted; "
+                     "AUC < 0.5: lower values go with the positive class):\n\n" + fa_md.read_text())
     run_path = out / "run.json"
     run_path.write_text(json.dumps({
         "command": "baseline-kinetics", "manifest": str(manifest), "k": len(folds), "seed": seed, "label": label,
         "folds_file": str(folds_file) if folds_file else None, "n_boot": n_boot, "top_fraction": top_fraction,
-        "features": names, "n_lesions": len(dl), "n_positive": int(sum(int(d["label"]) for d in dl)),
+        "features": names, "feature_groups": groups, "n_lesions": len(dl), "n_positive": int(sum(int(d["label"]) for d in dl)),
         "folds_sha": hashlib.sha256(json.dumps(folds).encode()).hexdigest()[:16], "seconds": round(time.perf_counter() - t0, 2),
     }, indent=1))
     if progress:
         for r in table:
-            print(f"[baseline-kinetics] {r['model']}: AUC {r['auc']:.3f} [{r['auc_ci_low']:.3f}, {r['auc_ci_high']:.3f}], n={r['n']}")
-    return {"features": out / "features.csv", "folds": folds_path, "predictions": pred_path, "table_csv": table_csv, "table_md": table_md, "run": run_path}
+            print(f"[baseline-kinetics] {r['model']}: AUC {r['auc']:.3f} [{r['auc_ci_low']:.3f}, {r['auc_ci_high']:.3f}], n={r['n']}"
+                  + (f" (collapsed: {r['collapse']})" if r["collapsed_folds"] else ""))
+        top = ", ".join(f"{r['feature']} {r['auc']:.3f}" for r in fa[:3])
+        print(f"[baseline-kinetics] strongest single features (AUC): {top}")
+    return {"features": out / "features.csv", "folds": folds_path, "predictions": pred_path, "table_csv": table_csv, "table_md": table_md,
+            "feature_auc_csv": fa_csv, "feature_auc_md": fa_md, "run": run_path}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

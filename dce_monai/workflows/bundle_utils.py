@@ -36,6 +36,8 @@ from dce_monai.workflows.results import write_predictions
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test", "all")
+#: Values of the predictions table's ``split`` column (:data:`dce_monai.workflows.results.SPLITS`).
+SPLITS_WRITTEN = ("train", "val", "test", "inference")
 PATCH_KEYS = ("image", "label", "lesion_id", "patient_id", "label_value", "slice_index")
 
 
@@ -232,8 +234,12 @@ class PredictionsWriter:
         filename: CSV path (parents created).
         experiment: experiment name column.
         model: model name column.
-        fold: fold column.
-        split: split column (``train``, ``val`` or ``test``).
+        fold: fold column: the fold whose training patients the model learnt from (``-1``: none,
+            e.g. a model applied to a whole cohort).
+        split: split column: ``train`` (the model trained on these patients), ``val``/``test``
+            (held-out: it did not) or ``inference`` (it may have: never counted as held-out).
+            The bundles' ``inference.json`` writes ``inference`` with fold ``-1``; runs that predict
+            a held-out fold override ``predictions_split`` and ``predictions_fold``.
         reduction: ``"max"`` or ``"mean"``.
 
     Example:
@@ -244,7 +250,7 @@ class PredictionsWriter:
                  fold: int | str = 0, split: str = "test", reduction: str = "max") -> None:
         self.filename = Path(filename)
         self.experiment, self.model, self.fold = str(experiment), str(model), fold
-        self.split = look_up_option(split, ("train", "val", "test"))
+        self.split = look_up_option(split, SPLITS_WRITTEN)
         self.reduction = look_up_option(reduction, ("max", "mean"))
         self.rows: list[dict[str, Any]] = []
 

@@ -5,7 +5,12 @@ Every (variant, fold) cell trains the ``breast_dce_maskguided_vgg3d`` bundle thr
 the bundle's inference config on the training and the held-out fold to write per-lesion
 predictions (``dce_monai.workflows.results`` format, split ``train``/``val``), and measures the
 fraction of CAM mass inside the tumour mask on the held-out fold. Finished cells
-(``cells/<variant>_fold<k>/cell.json``) are skipped on a re-run. The summary table mirrors the
+(``cells/<variant>_fold<k>/cell.json``, written atomically) are skipped on a re-run when their
+fingerprint (:func:`cell_settings`: variant, fold, epochs, sizes, learning rate, widths, field of
+view, seed, the folds, the manifest's content hash and the bundle configs' hashes) equals this
+run's; a cell computed with any other setting makes the run stop before any training, naming
+the cell and the settings that differ (use another ``--out``, or delete ``cells/``). A cell
+file that cannot be read is named in a log line and recomputed. The summary table mirrors the
 seed paper's Tables 2/3: ACC and AUC on train and validation, mean +- SD over folds, and the
 attention-inside-mask fraction, as CSV and Markdown. When the manifest has patients with
 ``cohort: test`` (e.g. a phantom cohort generated with a shortcut present only in training),
@@ -30,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["BUNDLE", "VARIANTS", "add_cli_arguments", "cli_main", "run_cell", "run_compare_masking", "summarize_cells"]
+__all__ = ["BUNDLE", "VARIANTS", "add_cli_arguments", "cell_settings", "cli_main", "run_cell", "run_compare_masking", "summarize_cells"]
 
 VARIANTS = ("no_mask", "mask_only", "mask_guided")
 BUNDLE = "breast_dce_maskguided_vgg3d"  # under dce_monai.workflows.bundle_utils.BUNDLES_DIR
@@ -71,9 +76,48 @@ def _attention_fraction(wf: Any, cam_dir: Path | None = None, n_png: int = 2, ti
     return float(np.mean(vals)) if vals else float("nan")
 
 
+#: Remedy named when a cell of other settings is found in ``--out``.
+_REMEDY = "Use another --out folder, or delete its cells/ folder to recompute every cell."
+
+
+def cell_settings(
+    manifest: str | Path, folds: str | Path, variant: str, fold: int, overrides: dict[str, Any] | None, has_test: bool,
+) -> dict[str, Any]:
+    """Every setting that changes a cell's result: what its fingerprint is computed from.
+
+    The manifest and folds enter by content (SHA-256 of the manifest's canonical JSON, so
+    re-indenting it changes nothing; the folds' patient lists), the bundle by the hashes of its
+    ``train.json`` and ``inference.json``; image files are not hashed (replacing an image under
+    an unchanged manifest is not detected).
+
+    Args:
+        manifest: the manifest file the bundle reads.
+        folds: folds JSON.
+        variant: one of :data:`VARIANTS`.
+        fold: held-out fold index.
+        overrides: the bundle overrides of the run (epochs, sizes, learning rate, widths,
+            field of view, seed ...).
+        has_test: whether the cohort has an independent test cohort.
+
+    Returns:
+        A JSON-serialisable dict (stored in ``cell.json`` as ``settings``).
+    """
+    from dce_monai.data.folds import read_folds
+    from dce_monai.workflows.bundle_utils import BUNDLES_DIR
+    from dce_monai.workflows.cells import file_sha256, fingerprint
+
+    cfg = BUNDLES_DIR / BUNDLE / "configs"
+    return {
+        "variant": variant, "fold": int(fold), **json.loads(json.dumps(overrides or {}, default=str)),
+        "manifest_sha256": fingerprint(json.loads(Path(manifest).read_text())), "folds": read_folds(folds), "test_cohort": bool(has_test),
+        "bundle_configs_sha256": {n: file_sha256(cfg / n) for n in ("train.json", "inference.json")},
+    }
+
+
 def run_cell(
     manifest: str | Path, folds: str | Path, variant: str, fold: int, out: str | Path,
     overrides: dict[str, Any] | None = None, test_records: list[dict[str, Any]] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one (variant, fold) cell and write its predictions and ``cell.json``.
 
@@ -86,6 +130,8 @@ def run_cell(
         overrides: extra bundle overrides (``max_epochs``, ``spatial_size``, ``batch_size``, ...).
         test_records: lesion records of an independent test cohort (manifest ``cohort: test``),
             predicted with split ``test`` when given.
+        settings: the cell's :func:`cell_settings` (default: computed here); ``cell.json``
+            records them with their fingerprint.
 
     Returns:
         The cell record (variant, fold, train/val metrics, attention fraction, seconds).
@@ -93,13 +139,22 @@ def run_cell(
     Raises:
         ValueError: unknown variant.
     """
+    from dce_monai.metrics.collapse import score_collapse
     from dce_monai.metrics.stats import binary_metrics
+    from dce_monai.workflows.cells import fingerprint, write_json_atomic
     from dce_monai.workflows.results import read_predictions
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
+
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
+    if settings is None:
+        settings = cell_settings(manifest, folds, variant, fold, {**(overrides or {})}, bool(test_records))
+    fp = fingerprint(settings)
+    # recorded before training: the bundle resumes from checkpoints in this folder, which must
+    # belong to these settings (run_compare_masking refuses a folder started with other ones)
+    write_json_atomic(root / "started.json", {"fingerprint": fp, "settings": settings})
     t0 = time.time()
     # validate_data off: run_compare_masking validated the cohort once before the first cell
     base = {"manifest": str(manifest), "folds": str(folds), "fold": int(fold), "variant": variant, "validate_data": False,
@@ -124,7 +179,7 @@ def run_cell(
         pred = root / f"predictions_{split}.csv"
         extra = {"validate#datalist": test_records if split == "test" else split_lists[bundle_split]} if test_records else {}
         inf = _workflow(["train.json", "inference.json"], root, "infer",
-                        {**base, "split": bundle_split, "predictions_split": split, "predictions_file": str(pred),
+                        {**base, "split": bundle_split, "predictions_split": split, "predictions_fold": int(fold), "predictions_file": str(pred),
                          "experiment": "compare_masking", **extra})
         inf.run()
         if split == "val":
@@ -133,9 +188,35 @@ def run_cell(
         rows = read_predictions(pred)
         m = binary_metrics([int(r["label"]) for r in rows], [float(r["prob"]) for r in rows])
         record[f"{split}_auc"], record[f"{split}_acc"], record[f"n_{split}"] = m["auc"], m["accuracy"], m["n"]
+        c = score_collapse([float(r["prob"]) for r in rows])
+        record[f"{split}_collapse"], record[f"{split}_span"] = c["reason"], c["span"]
     record["seconds"] = round(time.time() - t0, 2)
-    (root / "cell.json").write_text(json.dumps(record, indent=1))
+    record.update({"fingerprint": fp, "settings": settings, "complete": True})
+    write_json_atomic(root / "cell.json", record)
     return record
+
+
+def _finished_cell(cell_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    """The finished cell in ``cell_dir`` when it has these settings; None when it must be computed.
+
+    Raises:
+        ValueError: the cell (finished, or started and holding checkpoints) has other settings,
+            or a cell folder without a settings record (written before cells had fingerprints).
+    """
+    from dce_monai.workflows.cells import fingerprint, read_cell, read_json, settings_diff
+
+    fp = fingerprint(settings)
+    rec = read_cell(cell_dir / "cell.json", fp, settings, remedy=_REMEDY)
+    if rec is None:
+        started = read_json(cell_dir / "started.json")
+        if isinstance(started, dict) and started.get("fingerprint") != fp:
+            diff = settings_diff(started.get("settings") if isinstance(started.get("settings"), dict) else {}, settings)
+            raise ValueError(f"{cell_dir} holds an unfinished cell (checkpoints) started with other settings: "
+                             f"{'; '.join(diff) or 'fingerprint differs'}. {_REMEDY}")
+        if started is None and ((cell_dir / "cell.json").is_file() or any((cell_dir / "models").glob("*"))):
+            raise ValueError(f"{cell_dir} holds a cell without a settings record (written by an older version): its results and "
+                             f"checkpoints cannot be checked against this run's settings. {_REMEDY}")
+    return rec
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -146,8 +227,17 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
 
 
-def summarize_cells(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per variant: mean and SD over folds of train/val ACC and AUC and attention fraction."""
+def summarize_cells(cells: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One row per variant: mean and SD over folds of train/val ACC and AUC and attention fraction.
+
+    ``val_collapsed_folds`` (and ``test_collapsed_folds``) count the folds whose scores collapse
+    (:func:`dce_monai.metrics.collapse.score_collapse`: near-constant or one predicted class);
+    their AUC is no finding. With ``predictions`` (the merged per-lesion rows), ``val_auc_pooled``
+    (and ``test_auc_pooled``) is the AUC of all folds' held-out lesions pooled, the figure
+    ``dce-monai report`` shows.
+    """
+    from dce_monai.metrics.stats import binary_metrics
+
     rows = []
     for variant in VARIANTS:
         sel = [c for c in cells if c["variant"] == variant]
@@ -159,8 +249,29 @@ def summarize_cells(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in keys:
             m, s = _mean_sd([float(c[key]) for c in sel])
             row[f"{key}_mean"], row[f"{key}_sd"] = m, s
+        for split in ("val", "test") if predictions is not None else ():
+            pv = [r for r in predictions if r["model"] == variant and r["split"] == split]  # type: ignore[union-attr]
+            if pv or split == "val":
+                row[f"{split}_auc_pooled"] = binary_metrics([int(r["label"]) for r in pv], [float(r["prob"]) for r in pv])["auc"] if pv else float("nan")
+        for split in ("val", "test"):
+            if any(f"{split}_auc" in c for c in sel):
+                row[f"{split}_collapsed_folds"] = sum(bool(c.get(f"{split}_collapse")) for c in sel)
         rows.append(row)
     return rows
+
+
+def _table_text(summary: Sequence[dict[str, Any]], cells: Sequence[dict[str, Any]], table: str) -> str:
+    """comparison.md: what each column is, the table, and every collapsed cell by name."""
+    k = max((int(r["folds"]) for r in summary), default=0)
+    lines = [f"Masking comparison, {k} patient-wise folds. `*_mean`/`*_sd`: mean and SD over the folds of each fold's "
+             "AUC/accuracy (seed 2's Tables 2/3); `val_auc_pooled`/`test_auc_pooled`: one AUC over all folds' held-out lesions pooled "
+             "(the report's pooled AUC). `*_collapsed_folds`: folds whose scores collapse (near-constant, or one "
+             "predicted class at 0.5); their AUC is not a finding.", "", table.rstrip()]
+    bad = [(c, split) for c in cells for split in ("val", "test") if c.get(f"{split}_collapse")]
+    if bad:
+        lines += ["", "Collapsed cells (AUC from these scores is not a finding):", ""]
+        lines += [f"- {c['variant']} fold {c['fold']} ({split}): {c[f'{split}_collapse']}, AUC {float(c[f'{split}_auc']):.3f}" for c, split in bad]
+    return "\n".join(lines) + "\n"
 
 
 def run_compare_masking(
@@ -196,35 +307,44 @@ def run_compare_masking(
     test_records = man.to_datalist(level="lesion", cohort="test") if has_test else None
     if folds is None:
         folds = out / "folds.json"
+        datalist = man.to_datalist(level="lesion", cohort="train") if has_test else man.to_datalist(level="lesion")
+        expected = patient_folds(datalist, k=k, seed=seed)
         if not folds.exists():
-            datalist = man.to_datalist(level="lesion", cohort="train") if has_test else man.to_datalist(level="lesion")
-            write_folds(patient_folds(datalist, k=k, seed=seed), folds, seed=seed, k_requested=k)
+            write_folds(expected, folds, seed=seed, k_requested=k)
+        elif read_folds(folds) != expected:
+            raise ValueError(f"{folds} holds other folds than this cohort with --k {k} and --seed {seed} gives; "
+                             f"use another --out folder (or pass --folds {folds}).")
     n_folds = len(read_folds(folds))
     cells, all_rows = [], []
     total, i = len(variants) * n_folds, 0
+    cell_overrides = {**(overrides or {}), "seed": seed}
+    plan = []  # every finished cell is checked against this run's settings before any training
     for variant in variants:
         for fold in range(n_folds):
-            i += 1
             cell_dir = out / "cells" / f"{variant}_fold{fold}"
-            done = cell_dir / "cell.json"
-            if done.exists():
-                rec = json.loads(done.read_text())
-                if progress:
-                    print(f"[{i}/{total}] {variant} fold {fold}: done before, skipped", flush=True)
-            else:
-                if progress:
-                    print(f"[{i}/{total}] {variant} fold {fold}: training", flush=True)
-                rec = run_cell(manifest, folds, variant, fold, cell_dir, {**(overrides or {}), "seed": seed}, test_records)
-                if progress:
-                    print(f"[{i}/{total}] {variant} fold {fold}: val AUC {rec['val_auc']:.3f}, "
-                          f"attention {rec['attention_in_mask']:.3f}, {rec['seconds']:.1f} s", flush=True)
-            cells.append(rec)
-            for split in ("train", "val", "test"):
-                if (cell_dir / f"predictions_{split}.csv").exists():
-                    all_rows += read_predictions(cell_dir / f"predictions_{split}.csv")
+            st = cell_settings(manifest, folds, variant, fold, cell_overrides, has_test)
+            plan.append((variant, fold, cell_dir, st, _finished_cell(cell_dir, st)))
+    for variant, fold, cell_dir, st, rec in plan:
+        i += 1
+        if rec is not None:
+            if progress:
+                print(f"[{i}/{total}] {variant} fold {fold}: done before with the same settings, skipped", flush=True)
+        else:
+            if progress:
+                print(f"[{i}/{total}] {variant} fold {fold}: training", flush=True)
+            rec = run_cell(manifest, folds, variant, fold, cell_dir, cell_overrides, test_records, settings=st)
+            if progress:
+                print(f"[{i}/{total}] {variant} fold {fold}: val AUC {rec['val_auc']:.3f}"
+                      + (f" (collapsed: {rec['val_collapse']})" if rec.get("val_collapse") else "")
+                      + f", attention {rec['attention_in_mask']:.3f}, {rec['seconds']:.1f} s", flush=True)
+        cells.append(rec)
+        for split in ("train", "val", "test"):
+            if (cell_dir / f"predictions_{split}.csv").exists():
+                all_rows += read_predictions(cell_dir / f"predictions_{split}.csv")
     write_predictions(out / "predictions.csv", all_rows)
-    summary = summarize_cells(cells)
+    summary = summarize_cells(cells, all_rows)
     _, md = write_table(summary, out / "comparison")
+    md.write_text(_table_text(summary, cells, md.read_text()))
     return summary, md
 
 

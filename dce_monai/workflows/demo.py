@@ -18,18 +18,31 @@ itself also resumes from its last checkpoint):
 The settings are far below the papers' (see :data:`DEMO_SETTINGS`): the demo shows that
 everything runs and what the outputs look like; its numbers are not results. The full
 settings and what they give are in ``docs/results.md``.
+
+Repeatability: float sums that are split differently round differently, and a few training
+steps from random weights amplify last-bit differences into other probabilities and AUCs. Two
+things decide the split besides the code: the number of threads and the CPU instructions the
+kernels use (oneDNN's convolutions run AVX-512 code on CPUs that have it, AVX2 code on others).
+So every step runs with a fixed number of torch/BLAS/OpenMP threads (``threads``, default 2,
+whatever the machine's core count), and ``cpu_isa="avx2"`` (the CLI's default) caps oneDNN,
+ATen and MKL at AVX2 code (environment variables ``ONEDNN_MAX_CPU_ISA``,
+``ATEN_CPU_CAPABILITY``, ``MKL_ENABLE_INSTRUCTIONS``; they act only before the process's first
+convolution, hence set first thing). With both, the numbers are bitwise the same on every
+x86-64 CPU with AVX2 for the same seed, thread count and torch build; ``demo_summary.json``
+records them under ``environment``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_SETTINGS", "STEPS", "add_cli_arguments", "cli_main", "run_demo"]
+__all__ = ["AVX2_ENV", "DEMO_SETTINGS", "STEPS", "add_cli_arguments", "cli_main", "environment", "limit_cpu_isa", "run_demo"]
 
 #: CPU-sized settings of every step (the papers' are in the bundles' defaults and the CLIs).
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
@@ -69,7 +82,8 @@ def _transfer_bundle(out: Path, manifest: Path, folds: Path, seed: int) -> dict[
     metrics = {k: float(v) for k, v in wf.evaluator.state.metrics.items() if isinstance(v, (int, float))}
     wf.finalize()
     inf = bundle_workflow("breast_dce_transfer_resnet34", ["inference.json"], "infer",
-                           **{**common, "output_dir": str(root / "inference"), "split": "test", "predictions_split": "val"})
+                           **{**common, "output_dir": str(root / "inference"), "split": "test", "predictions_split": "val",
+                              "predictions_fold": common["fold"]})
     inf.run()
     inf.finalize()
     return {"last_validation": metrics, "predictions": str(root / "inference" / "predictions.csv"),
@@ -108,7 +122,42 @@ def _report(out: Path, seed: int) -> dict[str, Any]:
     return {name: str(p) for name, p in paths.items()}
 
 
-def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 2, steps: tuple[str, ...] = STEPS) -> dict[str, Any]:
+def environment(threads: int, cpu_isa: str = "native") -> dict[str, Any]:
+    """What the demo's numbers depend on besides its settings: versions, CPU instructions, threads."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    return {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(), "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_isa": cpu_isa,
+            "isa_environment": {k: os.environ.get(k) for k in AVX2_ENV}, "threads": threads}
+
+
+#: Environment variables that cap the CPU instructions of torch's kernels at AVX2 (see the module docstring).
+AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def limit_cpu_isa(cpu_isa: str) -> None:
+    """``"avx2"``: set :data:`AVX2_ENV` in this process's environment; ``"native"``: leave it alone.
+
+    Effective only before the process runs its first convolution / vectorised kernel.
+
+    Raises:
+        ValueError: unknown ``cpu_isa``, or one of the variables already set to another value.
+    """
+    from monai.utils import look_up_option
+
+    if look_up_option(cpu_isa, ("avx2", "native")) == "native":
+        return
+    clash = {k: os.environ[k] for k, v in AVX2_ENV.items() if os.environ.get(k, v).lower() != v.lower()}
+    if clash:
+        raise ValueError(f"cpu_isa='avx2' conflicts with the environment {clash}; unset them or use cpu_isa='native'.")
+    os.environ.update(AVX2_ENV)
+
+
+def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 2, steps: tuple[str, ...] = STEPS,
+             threads: int = 2, cpu_isa: str = "native") -> dict[str, Any]:
     """Run the demo into ``out``; return a summary (also written to ``demo_summary.json``).
 
     Args:
@@ -117,13 +166,28 @@ def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 
         seed: cohort, fold, training and bootstrap seed.
         workers: processes generating the cohort.
         steps: the steps to run (``cohort`` and ``folds`` always run first; default: all).
+        threads: torch/BLAS/OpenMP threads of every step (the numbers depend on it; see the module docstring).
+        cpu_isa: ``"avx2"`` caps torch's CPU kernels at AVX2 (:func:`limit_cpu_isa`; call
+            ``run_demo`` before anything else computes in the process) so that any AVX2 CPU gives
+            the same numbers; ``"native"`` (default from Python) leaves the environment alone.
 
     Returns:
         ``{"out": ..., "steps": {name: {"seconds": ..., ...}}, "report": ..., "tensorboard": ..., "seconds": ...}``.
 
     Raises:
-        ValueError: an unknown step name; the cohort failing validation.
+        ValueError: an unknown step name, ``threads`` < 1, a bad or conflicting ``cpu_isa``; the
+            cohort failing validation.
     """
+    from dce_monai.workflows.baseline_kinetics import limit_threads
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}.")
+    limit_cpu_isa(cpu_isa)
+    with limit_threads(threads):
+        return _run_demo(out, patients, seed, workers, steps, threads, cpu_isa)
+
+
+def _run_demo(out: str | Path, patients: int, seed: int, workers: int, steps: tuple[str, ...], threads: int, cpu_isa: str) -> dict[str, Any]:
     from dce_monai.data.folds import patient_folds, write_folds
     from dce_monai.data.phantom import generate_cohort
     from dce_monai.data.validate import require_valid
@@ -163,7 +227,7 @@ def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 
     done: dict[str, Any] = {}
     for i, name in enumerate(wanted, 1):
         mark = marks / f"{name}.json"
-        settings = {"settings": DEMO_SETTINGS[name], "patients": patients, "seed": seed}
+        settings = {"settings": DEMO_SETTINGS[name], "patients": patients, "seed": seed, "threads": threads, "cpu_isa": cpu_isa}
         if mark.is_file():
             prev = json.loads(mark.read_text())
             if {key: prev.get(key) for key in settings} == json.loads(json.dumps(settings)):
@@ -180,7 +244,7 @@ def run_demo(out: str | Path, patients: int = 24, seed: int = 0, workers: int = 
         tmp.replace(mark)
         done[name] = rec
         _say(f"[{i}/{len(wanted)}] {name}: {rec['seconds']} s")
-    summary = {"out": str(out), "steps": done, "seconds": round(time.perf_counter() - t0, 1),
+    summary = {"out": str(out), "steps": done, "seconds": round(time.perf_counter() - t0, 1), "environment": environment(threads, cpu_isa),
                "report": str(out / "report" / "report.html") if "report" in done else None,
                "tensorboard": f"tensorboard --logdir {out}"}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -197,6 +261,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patients", type=int, default=24, help="phantom patients (default: 24)")
     parser.add_argument("--seed", type=int, default=0, help="seed of cohort, folds and training (default: 0)")
     parser.add_argument("--workers", type=int, default=2, help="cohort generator processes (default: 2)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch/BLAS/OpenMP threads (default 2; the same value gives the same numbers on CPUs of the same instruction set)")
+    parser.add_argument("--cpu-isa", choices=("avx2", "native"), default="avx2",
+                        help="avx2 (default): cap torch's CPU kernels at AVX2 so every AVX2 CPU gives the same numbers; native: fastest")
     parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=list(STEPS),
                         help="steps to run (cohort and folds always run); default: all")
 
@@ -205,5 +273,6 @@ def cli_main(args: argparse.Namespace) -> int:
     """Run the demo. Returns 0."""
     if args.patients < 2 * DEMO_SETTINGS["folds"]["k"]:
         raise ValueError(f"--patients must be >= {2 * DEMO_SETTINGS['folds']['k']} for {DEMO_SETTINGS['folds']['k']} folds, got {args.patients}.")
-    run_demo(args.out, patients=args.patients, seed=args.seed, workers=args.workers, steps=tuple(args.steps))
+    run_demo(args.out, patients=args.patients, seed=args.seed, workers=args.workers, steps=tuple(args.steps), threads=getattr(args, "threads", 2),
+             cpu_isa=getattr(args, "cpu_isa", "avx2"))
     return 0

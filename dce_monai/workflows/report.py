@@ -4,8 +4,8 @@ The report collects, from anywhere under ``RUN_DIR``:
 
 - every predictions CSV in the shared format of :mod:`dce_monai.workflows.results`
   (recognised by its header, whatever its file name): per-experiment summary tables
-  (AUC [95 % CI], sensitivity / specificity / accuracy at 0.5, per-fold AUC mean ± SD, n),
-  ROC curves with bootstrap bands, per-fold AUC plots;
+  (pooled AUC [95 % CI], sensitivity / specificity / accuracy at 0.5, per-fold AUC mean ± SD,
+  folds whose scores collapse, n), ROC curves with bootstrap bands, per-fold AUC plots;
 - known tables: the channel ranking of ``search-channels`` (``ranking.csv``/``ranking.md``,
   drawn as a bar chart), the masking comparison (``*compar*.md``) and the kinetic baseline
   table (``baseline_kinetics_table.md``), included as they are;
@@ -13,6 +13,17 @@ The report collects, from anywhere under ``RUN_DIR``:
   mean ± SD hot-spot enhancement curve per class;
 - class-activation-map overlays (PNG files with ``cam`` in their name or folder), copied next to the report;
 - each workflow's ``run.json`` (its arguments and settings).
+
+Held-out figures (the overview, the ROC curves, the comparison against the kinetic baseline)
+use only predictions of a model that did not train on the patient: split ``val`` or ``test``
+(:data:`~dce_monai.workflows.results.HELD_OUT_SPLITS`). Rows of split ``train`` or
+``inference`` (a model applied to a whole cohort, e.g. bundle inference) are shown in a
+separate "not held-out" table. When a ``folds.json`` lies next to a predictions file or in a
+folder above it (within the run folder), each held-out row of fold f is checked against it:
+a patient of fold f's training folds is not held-out, whatever the row says; such rows are
+left out of the held-out figures and named under "Problems". Each group's scores are checked
+for collapse (:func:`dce_monai.metrics.collapse.score_collapse`); a collapsed group is flagged
+and never chosen as an experiment's best model while a non-collapsed one exists.
 
 It says which of the known experiments are missing and which command produces them.
 Output: ``<out>/report.md``, ``<out>/report.html`` and the PNGs they reference relatively
@@ -35,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dce_monai.workflows.results import COLUMNS, read_predictions, summarize
+from dce_monai.workflows.results import COLUMNS, HELD_OUT_SPLITS, read_predictions, summarize
 
 __all__ = [
     "KNOWN_EXPERIMENTS",
@@ -58,6 +69,7 @@ KNOWN_TABLES: tuple[tuple[str, str], ...] = (
     ("Channel-triplet ranking (search-channels)", "ranking.md"),
     ("Masking comparison (compare-masking)", "*compar*.md"),
     ("Kinetic baseline (baseline-kinetics)", "baseline_kinetics_table.md"),
+    ("Kinetic baseline: single-feature AUCs (baseline-kinetics)", "baseline_kinetics_feature_auc.md"),
 )
 _MAX_CAMS = 24
 _MAX_ROC_MODELS = 6
@@ -103,6 +115,7 @@ def _unique_rows(files: Sequence[Path], src: Any, problems: list[str]) -> tuple[
             problems.append(f"`{src(p)}` skipped: {e}")
             continue
         for r in file_rows:
+            r["_file"] = p
             key = tuple(str(r[c]) for c in ("experiment", "model", "fold", "split", "lesion_id"))
             if key in seen:
                 dropped += 1
@@ -112,6 +125,51 @@ def _unique_rows(files: Sequence[Path], src: Any, problems: list[str]) -> tuple[
                 continue
             seen[key] = r
     return list(seen.values()), dropped
+
+
+def _nearest_folds(path: Path, root: Path) -> Path | None:
+    """The ``folds.json`` in ``path``'s folder or the nearest folder above it, up to ``root``."""
+    for d in [path.parent, *path.parent.parents]:
+        if (d / "folds.json").is_file():
+            return d / "folds.json"
+        if d == root:
+            break
+    return None
+
+
+def _drop_trained_on(rows: Sequence[dict[str, Any]], root: Path, src: Any, problems: list[str]) -> list[dict[str, Any]]:
+    """Held-out rows minus those whose patient is in the training folds of the row's fold (per the nearest folds.json).
+
+    A row of split ``val``/``test`` and fold ``f >= 0`` claims that the model of fold ``f`` did
+    not train on its patient; with the folds file that claim is checked (patients in no fold, e.g.
+    an independent test cohort, pass). Dropped rows are counted in ``problems`` per file and fold.
+    """
+    from dce_monai.data.folds import read_folds
+
+    cache: dict[Path, list[set[str]] | None] = {}
+    kept: list[dict[str, Any]] = []
+    bad: dict[tuple[Path, Path, int], list[str]] = {}
+    for r in rows:
+        fold = int(r["fold"])
+        ff = _nearest_folds(r["_file"], root) if fold >= 0 else None
+        if ff is not None and ff not in cache:
+            try:
+                cache[ff] = [set(f) for f in read_folds(ff)]
+            except ValueError as e:
+                problems.append(f"`{src(ff)}` not used to check held-out rows: {e}")
+                cache[ff] = None
+        folds = cache.get(ff) if ff is not None else None
+        if folds is not None and fold < len(folds):
+            if any(str(r["patient_id"]) in f for j, f in enumerate(folds) if j != fold):
+                bad.setdefault((r["_file"], ff, fold), []).append(str(r["patient_id"]))  # type: ignore[arg-type]
+                continue
+        elif folds is not None:
+            problems.append(f"`{src(r['_file'])}`: fold {fold} is not in `{src(ff)}` ({len(folds)} folds); its held-out rows are not checked")
+        kept.append(r)
+    for (p, ff, fold), pids in bad.items():
+        problems.append(f"`{src(p)}`: {len(pids)} row(s) of split val/test, fold {fold}, are patients of that fold's training folds "
+                        f"per `{src(ff)}` (e.g. {sorted(set(pids))[:3]}): not counted as held-out")
+    return kept
 
 
 def discover(run_dir: str | Path, exclude: str | Path | None = None) -> RunContents:
@@ -275,22 +333,35 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"
 
 
+def _collapsed(r: Mapping[str, Any]) -> bool:
+    return int(r.get("collapsed_folds", 0)) > 0
+
+
+def _auc_cell(r: Mapping[str, Any]) -> str:
+    flag = f" (collapsed in {r['collapsed_folds']} of {r['n_folds']} folds)" if _collapsed(r) else ""
+    return f"{_f(r['auc'])} [{_f(r['auc_ci_low'])}, {_f(r['auc_ci_high'])}]{flag}"
+
+
 def _summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
     lines = [
-        "| model | split | AUC [95 % CI] | sensitivity | specificity | accuracy | fold AUC mean ± SD | n (pos) | folds |",
-        "|---|---|---|---:|---:|---:|---|---:|---:|",
+        "| model | split | pooled AUC [95 % CI] | sensitivity | specificity | accuracy | per-fold AUC mean ± SD | n (pos) | folds | collapsed folds |",
+        "|---|---|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in summary:
         lines.append(
-            f"| {r['model']} | {r['split']} | {_f(r['auc'])} [{_f(r['auc_ci_low'])}, {_f(r['auc_ci_high'])}] | {_f(r['sensitivity'])} | "
-            f"{_f(r['specificity'])} | {_f(r['accuracy'])} | {_f(r['auc_fold_mean'])} ± {_f(r['auc_fold_sd'])} | {r['n']} ({r['n_pos']}) | {r['n_folds']} |"
+            f"| {r['model']} | {r['split']} | {_auc_cell(r)} | {_f(r['sensitivity'])} | "
+            f"{_f(r['specificity'])} | {_f(r['accuracy'])} | {_f(r['auc_fold_mean'])} ± {_f(r['auc_fold_sd'])} | {r['n']} ({r['n_pos']}) | "
+            f"{r['n_folds']} | {r.get('collapsed_folds', 0)} |"
         )
+    notes = [f"- `{r['model']}` ({r['split']}): {r['collapse']}" for r in summary if _collapsed(r)]
+    if notes:
+        lines += ["", "Collapsed scores (near-constant, or one predicted class at 0.5): the AUC of these groups is not a finding.", "", *notes]
     return "\n".join(lines)
 
 
-def _sort_key(r: Mapping[str, Any]) -> tuple[float, str]:
+def _sort_key(r: Mapping[str, Any]) -> tuple[bool, float, str]:
     a = float(r["auc"])
-    return (-a if not math.isnan(a) else math.inf, str(r["model"]))
+    return (_collapsed(r), -a if not math.isnan(a) else math.inf, str(r["model"]))
 
 
 def _read_ranking(path: Path) -> list[dict[str, Any]]:
@@ -397,32 +468,49 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
 
     problems: list[str] = []
     rows, dropped = _unique_rows(found.predictions, src, problems)
+    n_claimed = sum(r["split"] in HELD_OUT_SPLITS for r in rows)
+    held = _drop_trained_on([r for r in rows if r["split"] in HELD_OUT_SPLITS], found.run_dir, src, problems)
+    not_held = [r for r in rows if r["split"] not in HELD_OUT_SPLITS]
     by_exp: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
+    for r in held:
         by_exp.setdefault(r["experiment"], []).append(r)
+    other_by_exp: dict[str, list[dict[str, Any]]] = {}
+    for r in not_held:
+        other_by_exp.setdefault(r["experiment"], []).append(r)
+    experiments = list(dict.fromkeys([r["experiment"] for r in rows]))
     md: list[str] = [f"# dce_monai report: `{root.name}`", ""]
     md.append(f"Run folder: `{found.run_dir}`. Predictions files: {len(found.predictions)}; experiments: "
-              f"{', '.join(f'`{e}`' for e in by_exp) or 'none'}."
+              f"{', '.join(f'`{e}`' for e in experiments) or 'none'}."
               + (f" {dropped} row(s) present in more than one file (per-cell files and their merge) are counted once." if dropped else ""))
     md.append("")
+    md += ["Held-out means predicted by a model that did not train on the patient (split `val` or `test`, checked against the "
+           "folds file where one is found): " + f"{len(held)} held-out row(s)"
+           + (f", {n_claimed - len(held)} row(s) labelled held-out but from a model that trained on the patient left out" if n_claimed > len(held) else "")
+           + f", {len(not_held)} row(s) of split `train`/`inference` shown apart. **Pooled AUC**: one AUC over the held-out "
+           "lesions of all folds together; **per-fold AUC**: mean ± SD of each fold's AUC.", ""]
     missing = [e for e in KNOWN_EXPERIMENTS if e not in by_exp]
     if missing:
-        md += ["**Missing experiments** (no predictions found):", ""]
+        md += ["**Missing experiments** (no held-out predictions found):", ""]
         md += [f"- `{e}`: run `{KNOWN_EXPERIMENTS[e]}`" for e in missing]
         md.append("")
-    if problems:
-        md += ["**Problems:**", ""] + [f"- {p}" for p in problems] + [""]
+    problems_at = len(md)
 
     overview_at = len(md)
     overview: list[str] = []
     best_per_exp: dict[str, Any] = {}
     best_rows: dict[str, tuple[str, str, list[dict[str, Any]]]] = {}
     baseline_auc = None
-    for exp, rs in by_exp.items():
-        summary = sorted(summarize(rs, by=("experiment", "model", "split"), n_boot=n_boot, seed=seed), key=_sort_key)
-        intro = f"{len(summary)} model/split group(s); pooled held-out lesions of all folds, AUC CI by patient-level bootstrap, thresholds at 0.5."
-        md += [f"## Experiment `{exp}`", "", intro, "", _summary_table(summary), ""]
-        for split in [s for s in ("test", "val", "train") if any(r["split"] == s for r in summary)]:
+    for exp in experiments:
+        rs = by_exp.get(exp, [])
+        md += [f"## Experiment `{exp}`", ""]
+        summary = sorted(summarize(rs, by=("experiment", "model", "split"), n_boot=n_boot, seed=seed), key=_sort_key) if rs else []
+        if summary:
+            intro = (f"Held-out predictions: {len(summary)} model/split group(s); pooled AUC over all folds' held-out lesions with a "
+                     "patient-level bootstrap CI, per-fold AUC mean ± SD, thresholds at 0.5.")
+            md += [intro, "", _summary_table(summary), ""]
+        else:
+            md += ["No held-out predictions.", ""]
+        for split in [s for s in ("test", "val") if any(r["split"] == s for r in summary)]:
             models = [r for r in summary if r["split"] == split and not math.isnan(float(r["auc"]))][:_MAX_ROC_MODELS]
             if not models:
                 continue
@@ -433,14 +521,18 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
             png = plot_roc_curves(groups, fig_dir / f"roc_{_slug(exp)}_{split}.png", n_boot=n_boot, seed=seed,
                                   title=f"{exp} ({split}): ROC per lesion" + (f", best {len(models)} of {len([r for r in summary if r['split'] == split])}" if len(summary) > len(models) else ""))
             md += [f"![ROC {exp} {split}]({rel(png)})", ""]
-            if split in ("val", "test") and exp not in best_per_exp:
+            if exp not in best_per_exp:
                 m0 = models[0]
-                overview.append(f"| {exp} | {m0['model']} | {split} | {_f(m0['auc'])} [{_f(m0['auc_ci_low'])}, {_f(m0['auc_ci_high'])}] | "
+                overview.append(f"| {exp} | {m0['model']} | {split} | {_auc_cell(m0)} | {_f(m0['auc_fold_mean'])} ± {_f(m0['auc_fold_sd'])} ({m0['n_folds']}) | "
                                 f"{_f(m0['sensitivity'])} | {_f(m0['specificity'])} | {m0['n']} ({m0['n_pos']}) |")
                 best_per_exp[exp] = (f"{exp}: {m0['model']}", groups[str(m0["model"])])
-                best_rows[exp] = (str(models[0]["model"]), split, [x for x in rs if x["model"] == models[0]["model"] and x["split"] == split])
-            if exp == "baseline_kinetics" and baseline_auc is None:
-                baseline_auc = float(models[0]["auc"])
+                # the reference for the deep models is the kinetic-only baseline when there is one
+                # (a shape-feature model is no kinetic baseline)
+                ref = [r for r in summary if r["split"] == split and str(r["model"]).endswith("_kinetic") and not math.isnan(float(r["auc"]))]
+                r0 = ref[0] if exp == "baseline_kinetics" and ref else models[0]
+                best_rows[exp] = (str(r0["model"]), split, [x for x in rs if x["model"] == r0["model"] and x["split"] == split])
+                if exp == "baseline_kinetics" and baseline_auc is None:
+                    baseline_auc = float(r0["auc"])
         fold_models = [r for r in summary if r["n_folds"] > 1][:12]
         if fold_models:
             fv: dict[str, list[float]] = {}
@@ -456,9 +548,18 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
             if fv:
                 png = plot_fold_metrics(fv, fig_dir / f"folds_{_slug(exp)}.png", title=f"{exp}: per-fold AUC")
                 md += [f"![per-fold AUC {exp}]({rel(png)})", ""]
+        others = other_by_exp.get(exp, [])
+        if others:
+            osum = sorted(summarize(others, by=("experiment", "model", "split"), n_boot=n_boot, seed=seed), key=_sort_key)
+            md += ["Not held-out (split `train`: the model trained on these patients; `inference`: a model applied to a whole "
+                   "cohort, which may include its training patients). These AUCs say how well a model fits, not how it generalises:",
+                   "", _summary_table(osum), ""]
     if overview:
         head = ["## Overview: best model of each experiment (held-out lesions)", "",
-                "| experiment | best model | split | AUC [95 % CI] | sensitivity | specificity | n (pos) |", "|---|---|---|---|---:|---:|---:|"]
+                "Pooled AUC over all folds' held-out lesions (95 % CI by patient bootstrap) and the mean ± SD of the per-fold AUCs "
+                "(number of folds); a model whose scores collapse is only chosen when every model of the experiment does.", "",
+                "| experiment | best model | split | pooled AUC [95 % CI] | per-fold AUC mean ± SD (folds) | sensitivity | specificity | n (pos) |",
+                "|---|---|---|---|---|---:|---:|---:|"]
         md[overview_at:overview_at] = [*head, *overview, ""]
     if len(best_per_exp) > 1:
         png = plot_roc_curves(dict(best_per_exp.values()), fig_dir / "roc_best_per_experiment.png", n_boot=n_boot, seed=seed,
@@ -533,6 +634,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
             md += [f"`{src(p)}`:", "", "```json", text, "```", ""]
     else:
         md += ["No `run.json` found.", ""]
+    if problems:  # listed near the top, after everything that may find one
+        md[problems_at:problems_at] = ["**Problems:**", "", *[f"- {p}" for p in problems], ""]
     text = "\n".join(md).rstrip() + "\n"
     md_path = out / "report.md"
     md_path.write_text(text)

@@ -8,8 +8,12 @@ between experiments, or a user's own analysis reads them all the same way:
 
 - ``experiment``: which study (e.g. ``channel_search``, ``maskguided_vgg3d``);
 - ``model``: which model of it (a triplet ``T1pre+T1post3+sub``, a variant ``mask_guided``);
-- ``fold``: cross-validation fold index (``-1`` for a single train/test split);
-- ``split``: ``train``, ``val`` or ``test``;
+- ``fold``: cross-validation fold index of the model (``-1`` for a single train/test split, or
+  no fold: a model applied to a whole cohort);
+- ``split``: ``train`` (the model trained on the patient), ``val`` or ``test`` (it did not:
+  the patient is in the held-out fold, a validation share or an independent test cohort), or
+  ``inference`` (a model applied to patients that it may have trained on, e.g. bundle
+  inference over a whole manifest; never counted as held-out);
 - ``label``: 0/1 target of the lesion; ``prob``: positive-class probability after
   per-lesion aggregation (e.g. max over its patches).
 """
@@ -25,12 +29,15 @@ from typing import Any
 
 import numpy as np
 
+from dce_monai.metrics.collapse import score_collapse
 from dce_monai.metrics.stats import binary_metrics, bootstrap_ci
 
-__all__ = ["COLUMNS", "SPLITS", "format_markdown_table", "read_predictions", "summarize", "write_predictions", "write_table"]
+__all__ = ["COLUMNS", "HELD_OUT_SPLITS", "SPLITS", "format_markdown_table", "read_predictions", "summarize", "write_predictions", "write_table"]
 
 COLUMNS = ("experiment", "model", "fold", "split", "patient_id", "lesion_id", "label", "prob")
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "val", "test", "inference")
+#: Splits whose predictions come from a model that did not train on the patient.
+HELD_OUT_SPLITS = ("val", "test")
 
 
 def _check_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -119,12 +126,16 @@ def summarize(
 
     Pooled metrics use all folds' held-out lesions together (each lesion predicted once, by
     the model that did not see its patient), as seed 1 reports; ``auc_fold_mean``/``_sd``
-    summarise the per-fold AUCs, as seed 2 reports (mean ± SD over folds).
+    summarise the per-fold AUCs, as seed 2 reports (mean ± SD over folds). Each fold's scores
+    are checked with :func:`dce_monai.metrics.collapse.score_collapse` (near-constant or one
+    predicted class at ``threshold``): ``collapsed_folds`` counts the folds that collapse and
+    ``collapse`` names them (an AUC from collapsed scores is not a finding).
 
     Returns:
         One dict per group, in first-seen order: the ``by`` fields, ``n``, ``n_pos``, ``auc``,
         ``auc_ci_low``, ``auc_ci_high``, ``sensitivity``, ``specificity``, ``accuracy``,
-        ``auc_fold_mean``, ``auc_fold_sd``, ``acc_fold_mean``, ``acc_fold_sd``, ``n_folds``.
+        ``auc_fold_mean``, ``auc_fold_sd``, ``acc_fold_mean``, ``acc_fold_sd``, ``n_folds``,
+        ``collapsed_folds``, ``collapse`` (``""`` or e.g. ``"fold 1: near-constant scores ..."``).
         AUC and its CI are NaN for a group with a single class.
 
     Raises:
@@ -149,6 +160,8 @@ def summarize(
         for i, r in enumerate(rs):
             per_fold.setdefault(int(r["fold"]), []).append(i)
         fold_m = [binary_metrics(y[idx], p[idx], threshold) for idx in per_fold.values()]
+        fold_c = {f: score_collapse(p[idx], threshold) for f, idx in per_fold.items()}
+        bad = [f"fold {f}: {c['reason']}" for f, c in fold_c.items() if c["collapsed"]]
         auc_mean, auc_sd = _mean_sd([f["auc"] for f in fold_m])
         acc_mean, acc_sd = _mean_sd([f["accuracy"] for f in fold_m])
         out.append(
@@ -167,6 +180,8 @@ def summarize(
                 "acc_fold_mean": acc_mean,
                 "acc_fold_sd": acc_sd,
                 "n_folds": len(per_fold),
+                "collapsed_folds": len(bad),
+                "collapse": "; ".join(bad),
             }
         )
     return out

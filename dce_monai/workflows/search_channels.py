@@ -67,6 +67,8 @@ from dce_monai.networks.nets.resnet_transfer import ResNet34Transfer
 from dce_monai.sequences import PRE, SEQUENCES, SUB, post_name, sort_sequences, validate_sequence_names
 from dce_monai.sequences import triplets as all_triplets
 from dce_monai.transforms.intensity import IMAGENET_MEAN, IMAGENET_STD
+from dce_monai.workflows.cells import fingerprint as cell_fingerprint
+from dce_monai.workflows.cells import read_cell, settings_diff, write_json_atomic
 from dce_monai.workflows.patch_cache import (
     PatchCache,
     get_patch_cache,
@@ -516,36 +518,16 @@ def run_cells(
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json_atomic(path, obj)
 
 
 def _read_cell(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """A finished cell, or None when absent or half-written (it is then recomputed).
+    """A finished cell, or None when absent or half-written (it is then recomputed; the file is named in a log line).
 
     Raises:
         ValueError: a finished cell computed with other settings.
     """
-    if not path.is_file():
-        return None
-    try:
-        cell = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        logger.warning("%s is incomplete (unreadable JSON); recomputing it.", path)
-        return None
-    if not isinstance(cell, dict) or not cell.get("complete"):
-        logger.warning("%s is incomplete; recomputing it.", path)
-        return None
-    if cell.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"{path} was computed with other data or settings (fingerprint {cell.get('fingerprint')!r}, this run "
-            f"{fingerprint!r}); use another --out folder or delete the cells folder."
-        )
-    return cell
+    return read_cell(path, fingerprint, remedy="Use another --out folder or delete the cells folder.")
 
 
 _WORKER: dict[str, Any] = {}
@@ -734,7 +716,7 @@ def run_search(
             raise ValueError(f"{folds_path} holds other folds than this cohort/k/seed gives; use another --out folder.")
     else:
         write_folds(folds, folds_path, k=k, seed=seed, manifest=str(m.path))
-    fingerprint = hashlib.sha256(json.dumps({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict()}, sort_keys=True).encode()).hexdigest()[:16]
+    fingerprint = cell_fingerprint({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict()})
     run_info = {"manifest": str(m.path), "k": k, "triplets": [list(t) for t in trips], "settings": st.fingerprint_dict(),
                 "fingerprint": fingerprint, "cache": str(cache.path), "n_patches": len(cache), "n_lesions": len(lesions),
                 "skipped_lesions": cache.skipped_lesions, "target": m.target, "channels": channels,
@@ -748,7 +730,9 @@ def run_search(
         if prev and prev.get("triplets") != run_info["triplets"]:
             raise ValueError(f"{run_path} lists other triplets ({len(prev.get('triplets', []))}) than this run ({len(trips)}); use the same --triplets for every shard.")
         if prev and prev.get("fingerprint") != fingerprint:
-            raise ValueError(f"{run_path} belongs to a run with other data or settings; use another --out folder.")
+            old = {**(prev.get("settings") or {}), "k": prev.get("k")}
+            diff = settings_diff(old, {**run_info["settings"], "k": k}) or ["the patch cache (cohort files, channels or patch size) differs"]
+            raise ValueError(f"{run_path} belongs to a run with other data or settings ({'; '.join(diff)}); use another --out folder.")
     _write_json_atomic(run_path, run_info)
     cells = [(t, f) for t in trips for f in range(k)]
     mine = cells[sh[0] :: sh[1]] if sh else cells
@@ -808,6 +792,7 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     Example:
         >>> merge("search")["ranking_md"].read_text()  # doctest: +SKIP
     """
+    from dce_monai.metrics.collapse import score_collapse
     from dce_monai.metrics.stats import binary_metrics, bootstrap_ci, delong_test
     from dce_monai.workflows.results import write_predictions
 
@@ -833,9 +818,12 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     rows: list[dict[str, Any]] = []
     per: dict[tuple[str, ...], dict[str, Any]] = {}
     for t in trips:
-        les, tuned_pred, fold_auc = [], [], []
+        les, tuned_pred, fold_auc, collapsed = [], [], [], []
         for f in range(k):
             c = cells[(t, f)]
+            cc = score_collapse([r["prob"] for r in c["lesions"]])
+            if cc["collapsed"]:
+                collapsed.append(f"fold {f}: {cc['reason']}")
             for r in c["lesions"]:
                 les.append(r)
                 tuned_pred.append(int(r["prob"] >= c["train_threshold"]))
@@ -844,7 +832,7 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
             if not math.isnan(c["metrics"]["auc"]):
                 fold_auc.append(c["metrics"]["auc"])
         order = sorted(range(len(les)), key=lambda i: les[i]["lesion_id"])
-        per[t] = {"lesions": [les[i] for i in order], "tuned": [tuned_pred[i] for i in order], "fold_auc": fold_auc}
+        per[t] = {"lesions": [les[i] for i in order], "tuned": [tuned_pred[i] for i in order], "fold_auc": fold_auc, "collapsed": collapsed}
     table: list[dict[str, Any]] = []
     for t in trips:
         d = per[t]
@@ -864,6 +852,7 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
             "fold_auc_mean": float(np.mean(d["fold_auc"])) if d["fold_auc"] else math.nan,
             "fold_auc_sd": float(np.std(d["fold_auc"], ddof=1)) if len(d["fold_auc"]) > 1 else math.nan,
             "n_lesions": int(y.size), "n_malignant": n1, "_t": t,
+            "collapsed_folds": len(d["collapsed"]), "collapse": "; ".join(d["collapsed"]),
         })
     table.sort(key=lambda r: (-(r["auc"] if not math.isnan(r["auc"]) else -1.0), r["model"]))
     best = table[0]["_t"]
@@ -882,7 +871,8 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     pred_path = out / "predictions.csv"
     write_predictions(pred_path, rows)
     cols = ["rank", "model", "auc", "auc_ci_low", "auc_ci_high", "sensitivity", "specificity", "accuracy", "sensitivity_tuned",
-            "specificity_tuned", "accuracy_tuned", "fold_auc_mean", "fold_auc_sd", "delong_p_vs_best", "n_lesions", "n_malignant"]
+            "specificity_tuned", "accuracy_tuned", "fold_auc_mean", "fold_auc_sd", "delong_p_vs_best", "n_lesions", "n_malignant",
+            "collapsed_folds", "collapse"]
     csv_path = out / "ranking.csv"
     tmp = csv_path.with_name(f".{csv_path.name}.tmp")
     with open(tmp, "w", newline="") as fh:
@@ -893,17 +883,21 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
     md_path = out / "ranking.md"
     lines = [
         (f"Channel-triplet search: {len(trips)} triplets, {k}-fold patient-wise CV, {table[0]['n_lesions']} lesions "
-         f"({table[0]['n_malignant']} malignant); per-lesion score = max over patches."),
+         f"({table[0]['n_malignant']} malignant); per-lesion score = max over patches. AUC: pooled over all folds' held-out "
+         "lesions; fold AUC: mean ± SD of the per-fold AUCs; collapsed: folds whose scores are near-constant or one class at 0.5."),
         "",
-        "| rank | channels | AUC (95 % CI) | Sens@0.5 | Spec@0.5 | Acc@0.5 | Sens@Youden | Spec@Youden | Acc@Youden | fold AUC mean ± SD | DeLong p vs best |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| rank | channels | AUC (95 % CI) | Sens@0.5 | Spec@0.5 | Acc@0.5 | Sens@Youden | Spec@Youden | Acc@Youden | fold AUC mean ± SD | DeLong p vs best | collapsed folds |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in table:
         lines.append(
             f"| {r['rank']} | {', '.join(r['_t'])} | {r['auc']:.3f} ({r['auc_ci_low']:.3f}–{r['auc_ci_high']:.3f}) | {r['sensitivity']:.3f} | "
             f"{r['specificity']:.3f} | {r['accuracy']:.3f} | {r['sensitivity_tuned']:.3f} | {r['specificity_tuned']:.3f} | {r['accuracy_tuned']:.3f} | "
-            f"{r['fold_auc_mean']:.3f} ± {r['fold_auc_sd']:.3f} | {_p_text(r['delong_p_vs_best'], r['_delong_why'])} |"
+            f"{r['fold_auc_mean']:.3f} ± {r['fold_auc_sd']:.3f} | {_p_text(r['delong_p_vs_best'], r['_delong_why'])} | {r['collapsed_folds']} |"
         )
+    bad = [r for r in table if r["collapsed_folds"]]
+    if bad:
+        lines += ["", "Collapsed scores (their AUC is not a finding):", ""] + [f"- {r['model']}: {r['collapse']}" for r in bad]
     md_path.write_text("\n".join(lines) + "\n")
     result = {"predictions": pred_path, "ranking_csv": csv_path, "ranking_md": md_path}
     if tensorboard:

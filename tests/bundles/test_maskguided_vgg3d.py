@@ -103,6 +103,9 @@ def test_evaluate_and_inference(trained: Path, bundle_cohort: dict) -> None:
     n_lesions = len(__import__("dce_monai.data.manifest", fromlist=["x"]).load_manifest(bundle_cohort["manifest"]).to_datalist(level="lesion"))
     assert len(rows) == n_lesions
     assert all(r["experiment"] == "maskguided_vgg3d" and r["model"] == "mask_guided" and 0 <= float(r["prob"]) <= 1 for r in rows)
+    assert {(r["split"], r["fold"]) for r in rows} == {("inference", -1)}  # whole cohort: not held-out
+    held = read_predictions(trained / "eval" / "predictions.csv")
+    assert held and {(r["split"], r["fold"]) for r in held} == {("test", 0)}
 
 
 def test_unknown_variant_rejected(bundle_cohort: dict, tmp_path: Path) -> None:

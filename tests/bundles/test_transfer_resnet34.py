@@ -97,6 +97,7 @@ def test_evaluate_and_inference_write_tables(trained, bundle_cohort):
     rows = read_predictions(out / "out" / "predictions.csv")
     fold0 = set(json.loads(Path(bundle_cohort["folds"]).read_text())["folds"][0])
     assert rows and {r["patient_id"] for r in rows} <= fold0
+    assert {(r["split"], r["fold"]) for r in rows} == {("test", 0)}  # held-out fold 0
     assert all(r["experiment"] == "transfer_resnet34" and 0.0 <= float(r["prob"]) <= 1.0 for r in rows)
 
     inf = _workflow(["inference.json"], "infer", predictions_file=str(out / "all.csv"),
@@ -105,6 +106,8 @@ def test_evaluate_and_inference_write_tables(trained, bundle_cohort):
     inf.finalize()
     all_rows = read_predictions(out / "all.csv")
     assert len({r["patient_id"] for r in all_rows}) > len(fold0) and len({r["lesion_id"] for r in all_rows}) == len(all_rows)
+    # the model trained on most of these patients: the rows say so (never counted as held-out)
+    assert {(r["split"], r["fold"]) for r in all_rows} == {("inference", -1)}
 
 
 def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):

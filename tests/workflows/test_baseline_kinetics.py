@@ -130,15 +130,26 @@ def test_run_writes_features_predictions_table_and_folds(cohort, run):
     folds = patient_folds(dl, k=3, seed=0)
     assert json.loads(paths["folds"].read_text())["folds"] == folds
     preds = read_predictions(paths["predictions"])
-    assert {r["model"] for r in preds} == {"logreg", "gboost"} and {r["split"] for r in preds} == {"val"}
+    models = [f"{m}_{g}" for g in bk.FEATURE_GROUPS for m in bk.MODELS]
+    assert {r["model"] for r in preds} == set(models) and {r["split"] for r in preds} == {"val"}
     assert {r["experiment"] for r in preds} == {"baseline_kinetics"}
     fold_of = {p: f for f, ids in enumerate(folds) for p in ids}
     assert all(r["fold"] == fold_of[r["patient_id"]] for r in preds)
-    assert len(preds) == 2 * len(dl)
+    assert len(preds) == 6 * len(dl)
     with open(paths["table_csv"]) as f:
         table = list(csv.DictReader(f))
-    assert [t["model"] for t in table] == ["logreg", "gboost"] and all(int(t["n"]) == len(dl) for t in table)
-    assert "| baseline_kinetics | logreg | val |" in paths["table_md"].read_text()
+    assert [t["model"] for t in table] == models and all(int(t["n"]) == len(dl) for t in table)
+    assert [t["features"] for t in table] == [g for g in bk.FEATURE_GROUPS for _ in bk.MODELS]
+    n_shape = len(bk.SHAPE_FEATURES)
+    assert [int(t["n_features"]) for t in table[::2]] == [len(names) - n_shape, n_shape, len(names)]
+    md = paths["table_md"].read_text()
+    assert "kinetic features only, shape features only, and both" in md and f"| baseline_kinetics | logreg_shape | shape | {n_shape} | val |" in md
+    assert "collapsed_folds" in md
+    with open(paths["feature_auc_csv"]) as f:
+        fa = list(csv.DictReader(f))
+    assert sorted(r["feature"] for r in fa) == sorted(names) and {r["group"] for r in fa} == {"kinetic", "shape"}
+    assert "Single-feature AUCs" in paths["feature_auc_md"].read_text()
+    assert json.loads(paths["run"].read_text())["feature_groups"]["shape"] == list(bk.SHAPE_FEATURES)
     assert json.loads(paths["run"].read_text())["k"] == 3
 
 
@@ -171,7 +182,8 @@ def test_cli(cohort, tmp_path, capsys):
     bk.add_cli_arguments(p)
     args = p.parse_args([str(cohort), "--out", str(tmp_path / "cli"), "--k", "2", "--n-boot", "20", "--label", "malignant"])
     assert bk.cli_main(args) == 0
-    assert "| baseline_kinetics | gboost | val |" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "| baseline_kinetics | gboost_kinetic | kinetic |" in text and "strongest single features (AUC):" in text
     assert (tmp_path / "cli" / "predictions.csv").is_file()
 
 
@@ -264,3 +276,46 @@ def test_invalid_cohort_refused_or_skipped(broken_cohort, tmp_path, skip_invalid
     paths = bk.run_baseline(manifest, tmp_path / "b", k=2, progress=False, skip_invalid=True, n_boot=50)
     patients = {r["patient_id"] for r in read_predictions(paths["predictions"])}
     assert bad not in patients and len(patients) == 5
+
+
+def test_feature_groups_and_single_feature_aucs():
+    """Shape separates the classes perfectly, kinetics are noise: the groups show where the score comes from."""
+    rng = np.random.default_rng(0)
+    y = [i % 2 for i in range(30)]
+    rows = []
+    for i, lab in enumerate(y):
+        r = {"patient_id": f"P{i:02d}", "lesion_id": f"L{i:02d}"}
+        r.update({c: float(rng.normal()) for c in bk.SCALAR_FEATURES})
+        r["surface_to_volume"] = float(1.0 - lab + 0.1 * rng.random())  # malignant: smaller S/V
+        rows.append(r)
+    names = list(bk.SCALAR_FEATURES)
+    assert bk.feature_group(names, "shape") == list(bk.SHAPE_FEATURES)
+    assert set(bk.feature_group(names, "kinetic")) == set(names) - set(bk.SHAPE_FEATURES)
+    assert bk.feature_group(names + ["re_top_T1post1"], "kinetic")[-1] == "re_top_T1post1"
+    assert bk.feature_group(names, "combined") == names
+    fa = bk.feature_aucs(rows, y, names)
+    assert fa[0]["feature"] == "surface_to_volume" and fa[0]["auc"] == 0.0 and fa[0]["separation"] == 0.5 and fa[0]["group"] == "shape"
+    folds = [[f"P{i:02d}" for i in range(f, 30, 3)] for f in range(3)]
+    from dce_monai.metrics.stats import roc_auc
+
+    auc = {}
+    for g in bk.FEATURE_GROUPS:
+        preds = bk.fit_predict_folds(rows, y, folds, ["logreg"], feature_names=bk.feature_group(names, g), group=g)
+        assert {r["model"] for r in preds} == {f"logreg_{g}"}
+        auc[g] = roc_auc([r["label"] for r in preds], [r["prob"] for r in preds])
+    assert auc["shape"] == 1.0 and auc["combined"] > 0.9 and auc["kinetic"] < 0.8
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: bk.feature_group(["a"], "texture"), r"group must be one of \['kinetic', 'shape', 'combined'\], got 'texture'"),
+        (lambda: bk.feature_group(["washin_mean"], "shape"), r"feature group 'shape' has no feature among \['washin_mean'\]"),
+        (lambda: bk.feature_aucs([{"patient_id": "P", "lesion_id": "L", "a": 1.0}], [1, 0], ["a"]), "1 feature rows but 2 labels"),
+        (lambda: bk.feature_aucs([{"patient_id": "P", "lesion_id": "L", "a": 1.0}] * 2, [1, 1], ["a"]), r"need both classes; labels hold only \[1\]"),
+        (lambda: bk.feature_aucs([{"patient_id": "P", "lesion_id": "L", "a": math.nan}] * 2, [1, 0], ["a"]), "lesion 'L': feature 'a' is missing or not finite"),
+    ],
+)
+def test_feature_group_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -70,6 +70,7 @@ def test_test_cohort_evaluated(tmp_path: Path) -> None:
                                          overrides={"max_epochs": 1, "spatial_size": [32, 32, 16], "batch_size": 2,
                                                     "vgg_channels": [4, 8]})
     assert "test_auc_mean" in summary[0] and "test_auc_mean" in md.read_text()
+    assert 0.0 <= summary[0]["test_auc_pooled"] <= 1.0 and "test_collapsed_folds" in summary[0]
     rows = read_predictions(tmp_path / "out" / "predictions.csv")
     test_pids = {r["patient_id"] for r in rows if r["split"] == "test"}
     assert test_pids and not test_pids & {r["patient_id"] for r in rows if r["split"] != "test"}
@@ -82,3 +83,120 @@ def test_invalid_cohort_refused_before_training(broken_cohort, tmp_path: Path) -
     with pytest.raises(ManifestError, match=rf"{bad}.*cannot read NIfTI file .*T1post2"):
         cm.run_compare_masking(manifest, tmp_path / "c", k=2, progress=False)
     assert not (tmp_path / "c" / "cells").exists()
+
+
+# ----------------------------------------------------------------------------- cell fingerprints
+
+SMALL = {"max_epochs": 1, "spatial_size": [32, 32, 16], "batch_size": 2, "vgg_channels": [4, 8]}
+
+
+@pytest.fixture(scope="module")
+def finished(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished mask-guided run (k=2: two cells) that the fingerprint tests re-run with other settings."""
+    out = tmp_path_factory.mktemp("cmp_fp") / "run"
+    cm.run_compare_masking(cohort, out, k=2, variants=["mask_guided"], overrides=SMALL, progress=False)
+    return out
+
+
+def _rerun(cohort: Path, out: Path, **kw: object) -> tuple[list[dict], Path]:
+    args = {"k": 2, "variants": ["mask_guided"], "overrides": SMALL, "progress": False, **kw}
+    return cm.run_compare_masking(cohort, out, **args)  # type: ignore[arg-type]
+
+
+def test_finished_cells_record_fingerprint_and_collapse(finished: Path, cohort: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    cell = json.loads((finished / "cells" / "mask_guided_fold0" / "cell.json").read_text())
+    assert cell["complete"] and len(cell["fingerprint"]) == 16 and cell["settings"]["max_epochs"] == 1
+    assert set(cell["settings"]) >= {"variant", "fold", "seed", "manifest_sha256", "folds", "bundle_configs_sha256", "spatial_size"}
+    assert "val_collapse" in cell and cell["val_span"] >= 0.0
+    summary, md = _rerun(cohort, finished, progress=True)
+    assert capsys.readouterr().out.count("done before with the same settings, skipped") == 2
+    text = md.read_text()
+    assert "mean and SD over the folds" in text and "val_auc_pooled" in text and "val_collapsed_folds" in text
+    assert 0 <= summary[0]["val_collapsed_folds"] <= 2 and 0.0 <= summary[0]["val_auc_pooled"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("max_epochs", 2), ("spatial_size", [32, 32, 8]), ("batch_size", 3), ("learning_rate", 1e-3),
+     ("vgg_channels", [4, 4]), ("field_of_view", "volume")],
+)
+def test_changed_setting_is_refused_before_training(finished: Path, cohort: Path, key: str, value: object) -> None:
+    before = sorted(p.stat().st_mtime_ns for p in (finished / "cells").rglob("*"))
+    with pytest.raises(ValueError, match=rf"mask_guided_fold0/cell.json was computed with other data or settings .*{key}: "):
+        _rerun(cohort, finished, overrides={**SMALL, key: value})
+    assert sorted(p.stat().st_mtime_ns for p in (finished / "cells").rglob("*")) == before
+
+
+def test_changed_seed_k_folds_manifest_bundle_refused(finished: Path, cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import shutil
+
+    from dce_monai.data.folds import patient_folds, read_folds
+    from dce_monai.data.manifest import load_manifest
+    from dce_monai.workflows import bundle_utils
+
+    lesions = load_manifest(cohort).to_datalist(level="lesion")
+    other = next(s for s in range(1, 50) if patient_folds(lesions, k=2, seed=s) != read_folds(finished / "folds.json"))
+    with pytest.raises(ValueError, match=rf"holds other folds than this cohort with --k 2 and --seed {other}"):
+        _rerun(cohort, finished, seed=other)
+    with pytest.raises(ValueError, match=r"seed: 0 -> 1"):
+        _rerun(cohort, finished, folds=finished / "folds.json", seed=1)
+    folds = json.loads((finished / "folds.json").read_text())
+    swapped = tmp_path / "folds.json"
+    swapped.write_text(json.dumps({**folds, "folds": folds["folds"][::-1]}))
+    with pytest.raises(ValueError, match=r"settings that differ: folds: "):
+        _rerun(cohort, finished, folds=swapped)
+    man = json.loads(Path(cohort).read_text())
+    man["patients"][0]["lesions"][0]["volume_mm3"] += 1.0
+    changed = Path(cohort).with_name("manifest_changed.json")
+    changed.write_text(json.dumps(man, indent=3))
+    try:
+        with pytest.raises(ValueError, match=r"manifest_sha256: "):
+            _rerun(changed, finished, folds=finished / "folds.json")
+        changed.write_text(json.dumps(json.loads(Path(cohort).read_text()), indent=5))  # same content, other layout: accepted
+        cm._finished_cell(finished / "cells" / "mask_guided_fold0", cm.cell_settings(
+            changed, finished / "folds.json", "mask_guided", 0, {**SMALL, "seed": 0}, False))
+    finally:
+        changed.unlink()
+    fake = tmp_path / "bundles"
+    shutil.copytree(bundle_utils.BUNDLES_DIR / cm.BUNDLE, fake / cm.BUNDLE)
+    cfg = fake / cm.BUNDLE / "configs" / "train.json"
+    cfg.write_text(cfg.read_text().replace('"val_fraction": 0.0', '"val_fraction": 0.1'))
+    monkeypatch.setattr(bundle_utils, "BUNDLES_DIR", fake)
+    with pytest.raises(ValueError, match=r"bundle_configs_sha256: "):
+        _rerun(cohort, finished)
+
+
+def test_unfinished_cell_of_other_settings_refused(cohort: Path, tmp_path: Path) -> None:
+    from dce_monai.workflows.cells import write_json_atomic
+
+    out = tmp_path / "run"
+    write_json_atomic(out / "cells" / "mask_guided_fold1" / "started.json", {"fingerprint": "0" * 16, "settings": {"max_epochs": 7}})
+    with pytest.raises(ValueError, match=r"mask_guided_fold1 holds an unfinished cell \(checkpoints\) started with other settings: .*max_epochs: 7 -> 1"):
+        _rerun(cohort, out)
+    assert not (out / "cells" / "mask_guided_fold0").exists()  # refused before the first cell
+
+
+def test_cell_without_settings_record_refused(cohort: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    legacy = out / "cells" / "mask_guided_fold0" / "cell.json"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text('{"variant": "mask_guided", "fold": 0, "val_auc": 0.9}')
+    with pytest.raises(ValueError, match=r"mask_guided_fold0 holds a cell without a settings record \(written by an older version\)"):
+        _rerun(cohort, out)
+
+
+def test_corrupt_cell_is_named_and_recomputed(finished: Path, cohort: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    cell = finished / "cells" / "mask_guided_fold1" / "cell.json"
+    good = json.loads(cell.read_text())
+    cell.write_text('{"variant": "mask_guided", "fol')
+    with caplog.at_level(logging.WARNING, logger="dce_monai.workflows.cells"):
+        _rerun(cohort, finished)
+    assert any(str(cell) in r.getMessage() and "corrupt or half-written" in r.getMessage() for r in caplog.records)
+    again = json.loads(cell.read_text())
+    assert again["complete"] and again["fingerprint"] == good["fingerprint"]

@@ -6,8 +6,11 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from dce_monai.workflows import demo
+
+demo_threads_before = torch.get_num_threads()
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +31,12 @@ def test_steps_run_in_order_and_write_markers(small_demo):
     assert (out / "report" / "report.md").is_file() and (out / "report" / "report.html").is_file()
     assert "Kinetic baseline" in (out / "report" / "report.md").read_text()
     assert summary["tensorboard"] == f"tensorboard --logdir {out}"
+    env = summary["environment"]
+    assert env["threads"] == 2 and env["cpu_capability"] and env["torch"]
+    assert json.loads((out / "steps" / "report.json").read_text())["threads"] == 2
+    import torch
+
+    assert torch.get_num_threads() == demo_threads_before  # restored after the demo
 
 
 def test_rerun_skips_finished_steps(small_demo, capsys):
@@ -42,11 +51,39 @@ def test_other_settings_in_the_same_folder_are_refused(small_demo):
     out, _ = small_demo
     with pytest.raises(ValueError, match=r"holds a demo run with other settings .*cohort\.json"):
         demo.run_demo(out, patients=9, seed=0, workers=1, steps=("report",))
+    with pytest.raises(ValueError, match=r"holds a demo run with other settings .*cohort\.json"):
+        demo.run_demo(out, patients=8, seed=0, workers=1, steps=("report",), threads=1)  # other threads, other numbers
 
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match=r"unknown demo steps \['train'\]"):
         demo.run_demo(tmp_path, steps=("train",))
+    with pytest.raises(ValueError, match=r"threads must be an integer >= 1, got 0"):
+        demo.run_demo(tmp_path, threads=0)
     args = argparse.Namespace(out=str(tmp_path), patients=4, seed=0, workers=1, steps=["report"])
     with pytest.raises(ValueError, match=r"--patients must be >= 6 for 3 folds, got 4"):
         demo.cli_main(args)
+
+
+def test_limit_cpu_isa(monkeypatch):
+    for k in demo.AVX2_ENV:
+        monkeypatch.delenv(k, raising=False)
+    demo.limit_cpu_isa("native")
+    assert not any(k in __import__("os").environ for k in demo.AVX2_ENV)
+    demo.limit_cpu_isa("avx2")
+    import os
+
+    assert {k: os.environ[k] for k in demo.AVX2_ENV} == demo.AVX2_ENV
+    demo.limit_cpu_isa("avx2")  # idempotent
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
+    with pytest.raises(ValueError, match=r"cpu_isa='avx2' conflicts with the environment \{'ONEDNN_MAX_CPU_ISA': 'AVX512_CORE'\}"):
+        demo.limit_cpu_isa("avx2")
+    with pytest.raises(ValueError, match="sse"):
+        demo.limit_cpu_isa("sse")
+
+
+def test_cli_defaults_pin_threads_and_isa():
+    p = argparse.ArgumentParser()
+    demo.add_cli_arguments(p)
+    args = p.parse_args([])
+    assert args.threads == 2 and args.cpu_isa == "avx2"

@@ -73,7 +73,8 @@ def test_full_report(full_run):
     assert "## Experiment `channel_search`" in md and "## Experiment `baseline_kinetics`" in md
     assert md.index("## Overview: best model of each experiment") < md.index("## Experiment `channel_search`")
     assert re.search(r"\| channel_search \| [^|]+ \| val \| \d\.\d{3} \[", md)
-    assert "| model | split | AUC [95 % CI] | sensitivity | specificity | accuracy |" in md
+    assert "| model | split | pooled AUC [95 % CI] | sensitivity | specificity | accuracy | per-fold AUC mean ± SD |" in md
+    assert "| pooled AUC [95 % CI] | per-fold AUC mean ± SD (folds) |" in md
     assert re.search(r"\| T1post1\+T1post2\+T1post3 \| val \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", md)
     assert "| 24 (" in md
     assert "- `compare_masking`: run `dce-monai compare-masking" in md
@@ -201,3 +202,68 @@ def test_delong_against_baseline_with_one_positive_lesion(tmp_path):
     md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
     n = len(one_pos)
     assert re.search(rf"\| other \| m \| val \| {n} \| \d\.\d{{3}} \| \d\.\d{{3}} \| – \| n/a \(only one positive lesion\) \|", md)
+
+def _transfer_run(run, old_format: bool):
+    """Fold-0 evaluation of a bundle (held-out) plus a whole-cohort inference CSV, as the seed 1 bundle writes them."""
+    from dce_monai.data.folds import write_folds
+
+    les = _lesions()
+    folds = [sorted({p for p, _, _ in les if int(p[1:]) % 3 == f}) for f in range(3)]
+    write_folds(folds, run / "folds.json", seed=0)
+    rng = np.random.default_rng(7)
+    prob = {lid: float(np.clip(0.45 + 0.1 * y + rng.normal(0, 0.2), 0, 1)) for _, lid, y in les}
+    fold0 = set(folds[0])
+    ev = [{"experiment": "transfer_resnet34", "model": "resnet34", "fold": 0, "split": "test", "patient_id": p, "lesion_id": lid,
+           "label": y, "prob": prob[lid]} for p, lid, y in les if p in fold0]
+    write_predictions(run / "transfer" / "eval" / "predictions.csv", ev)
+    # the model fits its training patients perfectly: inference over every patient looks excellent
+    inf = [{"experiment": "transfer_resnet34", "model": "resnet34", "fold": 0 if old_format else -1, "split": "test" if old_format else "inference",
+            "patient_id": p, "lesion_id": lid, "label": y, "prob": prob[lid] if p in fold0 else float(0.9 * y + 0.05)} for p, lid, y in les]
+    write_predictions(run / "transfer" / "inference" / "predictions.csv", inf)
+    return ev, inf
+
+
+@pytest.mark.parametrize("old_format", [False, True], ids=["inference_split", "mislabelled_test_fold0"])
+def test_held_out_only_from_models_that_did_not_train_on_the_patient(tmp_path, old_format):
+    from dce_monai.metrics.stats import binary_metrics
+
+    run = tmp_path / "run"
+    ev, inf = _transfer_run(run, old_format)
+    md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
+    auc = binary_metrics([r["label"] for r in ev], [r["prob"] for r in ev])["auc"]
+    n_pos = sum(r["label"] for r in ev)
+    overview = md[md.index("## Overview"):md.index("## Experiment")]
+    assert re.search(rf"\| transfer_resnet34 \| resnet34 \| test \| {auc:.3f} \[[^|]+\| [^|]+\| [^|]+\| [^|]+\| {len(ev)} \({n_pos}\) \|", overview), overview
+    section = md[md.index("## Experiment `transfer_resnet34`"):]
+    assert re.search(rf"\| resnet34 \| test \| {auc:.3f} \[", section)  # the experiment's table agrees with the headline
+    if old_format:
+        assert f"{len(inf) - len(ev)} row(s) of split val/test, fold 0, are patients of that fold's training folds per `folds.json`" in md
+        assert f"{len(inf) - len(ev)} row(s) labelled held-out but from a model that trained on the patient left out" in md
+        assert "Not held-out" not in section
+    else:
+        assert "Not held-out (split `train`" in section and re.search(rf"\| resnet34 \| inference \| [^|]+\| [^|]+\| [^|]+\| [^|]+\| [^|]+\| {len(inf)} \(", section)
+        assert "Problems" not in md
+
+
+def test_collapsed_model_is_flagged_and_not_best(tmp_path):
+    run = tmp_path / "run"
+    good = _rows("compare_masking", ["mask_guided"], seed=1)
+    flat = [{**r, "model": "no_mask", "prob": 0.5 + 1e-4 * r["label"]} for r in good]  # perfect ranking, span 1e-4
+    write_predictions(run / "predictions.csv", good + flat)
+    md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
+    assert re.search(r"\| no_mask \| val \| 1\.000 \[[^]]*\] \(collapsed in 3 of 3 folds\) \|", md)
+    assert "- `no_mask` (val): fold 0: near-constant scores (span 1e-04 <= 1e-03)" in md
+    assert re.search(r"\| compare_masking \| mask_guided \| val \|", md[md.index("## Overview"):md.index("## Experiment")])
+
+
+def test_deep_models_compared_with_the_kinetic_only_baseline(tmp_path):
+    run = tmp_path / "run"
+    base = _rows("baseline_kinetics", ["logreg_kinetic", "logreg_shape"], seed=1)
+    shape = [r for r in base if r["model"] == "logreg_shape"]
+    for r in shape:  # the shape model is the best baseline model, but it is no kinetic baseline
+        r["prob"] = 0.9 if r["label"] else 0.1
+    write_predictions(run / "b.csv", base)
+    write_predictions(run / "s.csv", _rows("channel_search", TRIPLETS[:1], seed=2))
+    md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
+    assert "Paired DeLong test against the kinetic baseline (`logreg_kinetic`, val)" in md
+    assert re.search(r"\| baseline_kinetics \| logreg_shape \| val \| 1\.000", md)  # still the experiment's best in the overview

@@ -59,6 +59,26 @@ def test_summarize_pooled_and_per_fold():
     assert (t["n"], t["n_pos"], t["n_folds"]) == (30, 15, 3)
 
 
+def test_summarize_flags_collapsed_folds():
+    rows = _rows()
+    flat = [{**r, "model": "flat", "prob": 0.4 + 1e-4 * r["label"] + 1e-5 * r["fold"]} for r in rows]  # ranks perfectly, span < 1e-3
+    t = {r["model"]: r for r in summarize(rows + flat, n_boot=20)}
+    assert t["flat"]["auc"] == 1.0 and t["flat"]["collapsed_folds"] == 3
+    assert t["flat"]["collapse"].startswith("fold 0: near-constant scores (span 1e-04 <= 1e-03); fold 1: ")
+    one_side = [{**r, "model": "low", "prob": 0.1 + 0.3 * r["label"]} for r in rows]  # all < 0.5, span 0.3
+    t = {r["model"]: r for r in summarize(rows + one_side, n_boot=20)}
+    assert t["low"]["collapsed_folds"] == 3 and "one predicted class (all 10 scores < 0.5)" in t["low"]["collapse"]
+    assert t["m"]["collapsed_folds"] == 0 and t["m"]["collapse"] == ""
+
+
+def test_inference_split_roundtrip(tmp_path):
+    rows = [{**r, "split": "inference", "fold": -1} for r in _rows()]
+    assert read_predictions(write_predictions(tmp_path / "p.csv", rows)) == rows
+    from dce_monai.workflows.results import HELD_OUT_SPLITS, SPLITS
+
+    assert "inference" in SPLITS and "inference" not in HELD_OUT_SPLITS and set(HELD_OUT_SPLITS) == {"val", "test"}
+
+
 def test_single_class_group_gives_nan_auc():
     rows = [r for r in _rows() if r["label"] == 1]
     t = summarize(rows, n_boot=50)[0]

@@ -118,6 +118,12 @@ def test_metrics_recomputed_from_predictions(full_search):
         m = binary_metrics([p["label"] for p in ps], [p["prob"] for p in ps])
         assert math.isclose(m["auc"], float(rows[model]["auc"]), abs_tol=1e-9)
         assert math.isclose(m["sensitivity"], float(rows[model]["sensitivity"]), abs_tol=1e-9)
+    from dce_monai.metrics.collapse import score_collapse
+
+    for model, r in rows.items():  # the collapsed-folds column follows from the per-fold scores
+        ps = [p for p in preds if p["model"] == model]
+        n = sum(score_collapse([p["prob"] for p in ps if p["fold"] == f])["collapsed"] for f in sorted({p["fold"] for p in ps}))
+        assert int(r["collapsed_folds"]) == n and bool(r["collapse"]) == bool(n)
 
 
 # ----------------------------------------------------------------------------- shards, re-runs, determinism
@@ -317,6 +323,27 @@ def test_out_dir_of_another_run_is_refused(cohort, small_run, tmp_path):
     write_folds([["PH0000"], ["PH0001"]], tmp_path / "folds.json")
     with pytest.raises(ValueError, match="holds other folds"):
         run_search(cohort, tmp_path, triplets=TRIPS, **FAST)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"epochs": 2}, r"epochs: 1 -> 2"),
+        ({"batch_size": 8}, r"batch_size: 16 -> 8"),
+        ({"image_size": 48}, r"image_size: 32 -> 48"),
+        ({"lr": 1e-2}, r"lr: 0.001 -> 0.01"),
+        ({"momentum": 0.5}, r"momentum: 0.9 -> 0.5"),
+        ({"rotate_deg": 10.0}, r"rotate_deg: 180.0 -> 10.0"),
+        ({"flip": False}, r"flip: True -> False"),
+        ({"patch_size": 12}, r"the patch cache \(cohort files or patch size\) differs"),
+        ({"seed": 5}, r"holds other folds|seed: 0 -> 5"),
+    ],
+)
+def test_changed_setting_refused(cohort, small_run, change, match):
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in (small_run / "cells").iterdir())
+    with pytest.raises(ValueError, match=match):
+        run_search(cohort, small_run, triplets=TRIPS, **{**FAST, "group_size": 1, **change})
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (small_run / "cells").iterdir()) == before
 
 
 def test_merge_errors(cohort, small_run, tmp_path):
