@@ -285,7 +285,7 @@ def run_compare_masking(
         ``(summary rows, path of comparison.md)``; ``comparison.csv`` lies next to it and all
         per-lesion predictions are merged into ``predictions.csv``.
     """
-    from dce_monai.data.folds import patient_folds, read_folds, write_folds
+    from dce_monai.data.folds import check_fold_classes, patient_folds, read_folds, write_folds
     from dce_monai.data.manifest import load_manifest, rebase, save_manifest
     from dce_monai.data.validate import require_valid
     from dce_monai.workflows.results import (
@@ -314,6 +314,7 @@ def run_compare_masking(
         elif read_folds(folds) != expected:
             raise ValueError(f"{folds} holds other folds than this cohort with --k {k} and --seed {seed} gives; "
                              f"use another --out folder (or pass --folds {folds}).")
+    check_fold_classes(man.to_datalist(level="lesion"), read_folds(folds), source=str(folds))  # before any cell trains
     n_folds = len(read_folds(folds))
     cells, all_rows = [], []
     total, i = len(variants) * n_folds, 0
