@@ -66,8 +66,9 @@ def test_bad_arguments(tmp_path):
 
 
 def test_limit_cpu_isa(monkeypatch):
-    for k in demo.AVX2_ENV:
-        monkeypatch.delenv(k, raising=False)
+    for k in demo.AVX2_ENV:  # set then delete: monkeypatch records each key and restores it (absent) afterwards,
+        monkeypatch.setenv(k, "x")  # so worker processes spawned by later tests do not inherit AVX2 limits
+        monkeypatch.delenv(k)
     demo.limit_cpu_isa("native")
     assert not any(k in __import__("os").environ for k in demo.AVX2_ENV)
     demo.limit_cpu_isa("avx2")

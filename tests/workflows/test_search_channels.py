@@ -335,7 +335,7 @@ def test_out_dir_of_another_run_is_refused(cohort, small_run, tmp_path):
         ({"momentum": 0.5}, r"momentum: 0.9 -> 0.5"),
         ({"rotate_deg": 10.0}, r"rotate_deg: 180.0 -> 10.0"),
         ({"flip": False}, r"flip: True -> False"),
-        ({"patch_size": 12}, r"the patch cache \(cohort files or patch size\) differs"),
+        ({"patch_size": 12}, r"the patch cache \(cohort files, channels or patch size\) differs"),
         ({"seed": 5}, r"holds other folds|seed: 0 -> 5"),
     ],
 )
@@ -437,4 +437,4 @@ def test_merge_renders_undefined_delong_with_its_reason(tmp_path):
     assert [r["model"] for r in rows] == ["T2+T1pre+sub", "T1pre+T1post3+sub"]  # AUC 1 then 3/4
     assert float(rows[0]["delong_p_vs_best"]) == 1.0 and math.isnan(float(rows[1]["delong_p_vs_best"]))
     md = paths["ranking_md"].read_text().splitlines()
-    assert md[-1].endswith("| n/a (only one positive lesion) |") and md[-2].endswith("| 1 |")
+    assert md[-1].endswith("| n/a (only one positive lesion) | 0 |") and md[-2].endswith("| 1 | 0 |")  # p, collapsed folds
