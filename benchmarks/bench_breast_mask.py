@@ -1,6 +1,6 @@
 """BreastMask against the phantom's true breast mask, in memory and from files with no mask.
 
-    .venv/bin/python benchmarks/bench_breast_mask.py [--patients 8] [--figure docs/img/breast_mask.png]
+    .venv/bin/python benchmarks/bench_breast_mask.py [--patients 8] [--full 3] [--median-size 3] [--figure docs/img/breast_mask.png]
 
 Rows (demo-size phantom patients 0..N-1 of ``dce-monai phantom --seed 0``, i.e. patient i is
 simulated from ``SeedSequence(0).spawn(N)[i]``):
@@ -57,11 +57,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=8)
     ap.add_argument("--full", type=int, default=3, help="patients of the full preset (0 to skip)")
+    ap.add_argument("--median-size", type=int, default=3, help="BreastMask median_size (1 = no filter)")
     ap.add_argument("--figure", default=None, help="write an overlay figure of patient 0 (PNG)")
     args = ap.parse_args()
     seeds = np.random.SeedSequence(0).spawn(max(args.patients, args.full))
     rows: dict[str, list[tuple[float, float, float]]] = {}
-    op = BreastMask(split=True)
+    op = BreastMask(split=True, median_size=args.median_size)
 
     def run(name: str, cfg: PhantomConfig, n: int, files: bool = False) -> None:
         for i in range(n):
@@ -76,7 +77,7 @@ def main() -> None:
                     path = Path(tmp) / f"{c.patient_id.lower()}_0000.nii.gz"
                     nib.save(nib.Nifti1Image(arr, aff), path)
                     t = time.perf_counter()
-                    d = Compose([LoadImaged("T1pre", image_only=True), EnsureChannelFirstd("T1pre"), BreastMaskd(split=True)])(
+                    d = Compose([LoadImaged("T1pre", image_only=True), EnsureChannelFirstd("T1pre"), BreastMaskd(split=True, median_size=args.median_size)])(
                         {"patient_id": c.patient_id, "T1pre": str(path)}
                     )
                 m = d["breast_mask"][0].numpy()
@@ -94,7 +95,7 @@ def main() -> None:
             flush=True,
         )
 
-    print(f"torch threads {torch.get_num_threads()}; BreastMask defaults (3x3x3 median, Otsu on log intensities)")
+    print(f"torch threads {torch.get_num_threads()}; BreastMask median_size={args.median_size}, Otsu on log intensities")
     run("demo SNR 30", PhantomConfig.demo(), args.patients)
     for snr in (10.0, 5.0, 3.0):
         run(f"demo SNR {snr:g}", PhantomConfig.demo(snr=snr), args.patients)

@@ -89,7 +89,7 @@ def main() -> None:
             f"largest rotation estimate {max(rots):.3f} deg;  {np.mean(times):.2f} s/phase\n"
             f"    artefact energy / no-motion floor: before {np.mean(b / f):.2f}, after {np.mean(a / f):.2f} "
             f"(excess removed {100 * np.mean(1 - (a - f) / (b - f)):.0f} % on average, worst phase "
-            f"{100 * np.min(1 - (a - f) / (b - f)):.0f} %)",
+            f"{100 * np.min(1 - (a - f) / (b - f)):.0f} %; after / floor at worst {np.max(a / f):.2f})",
             flush=True,
         )
 
