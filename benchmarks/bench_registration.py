@@ -16,7 +16,8 @@ phase by a random rigid shift with SD M mm per axis and records it as
 - time per phase (ITK's lazy loading excluded by a warm-up call).
 
 ``--transform translation`` runs the 3-parameter model instead of the rigid one;
-``--interpolation bspline`` resamples with cubic B-splines instead of linearly.
+``--interpolation bspline`` resamples with cubic B-splines instead of linearly; ``--smoothing``
+sets the Gaussian sigma per level (voxels).
 """
 
 from __future__ import annotations
@@ -52,14 +53,15 @@ def main() -> None:
     ap.add_argument("--motion", type=float, nargs="+", default=[2.0, 4.0], help="motion SD levels, mm")
     ap.add_argument("--size", choices=("tiny", "demo"), default="demo")
     ap.add_argument("--transform", choices=("rigid", "translation"), default="rigid")
+    ap.add_argument("--smoothing", type=float, nargs=3, default=[2.0, 1.0, 1.0], help="smoothing sigmas per level, voxels")
     ap.add_argument("--interpolation", choices=("linear", "bspline"), default="linear")
     ap.add_argument("--figure", default=None, help="subtraction before/after figure of patient 0 at the largest motion (PNG)")
     args = ap.parse_args()
     seeds = np.random.SeedSequence(0).spawn(args.patients)
-    reg = RegisterPhasesd(transform=args.transform, interpolation=args.interpolation)
+    reg = RegisterPhasesd(transform=args.transform, interpolation=args.interpolation, smoothing_sigmas=tuple(args.smoothing))
     warm = simulate_patient(seeds[0], PhantomConfig.tiny(n_post=1, motion_mm=1.0))
     reg({k: _meta(v, warm.affine) for k, v in warm.images.items() if k != "T2"})  # ITK lazy loading
-    print(f"torch threads {torch.get_num_threads()}; {args.size} phantom, transform {args.transform}, interpolation {args.interpolation}, defaults otherwise")
+    print(f"torch threads {torch.get_num_threads()}; {args.size} phantom, transform {args.transform}, interpolation {args.interpolation}, smoothing {args.smoothing}, defaults otherwise")
     for motion in args.motion:
         cfg = getattr(PhantomConfig, args.size)
         errs, shifts, rots, times, before, after, floor = [], [], [], [], [], [], []

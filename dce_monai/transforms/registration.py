@@ -136,8 +136,7 @@ def register_rigid(
 
     Example:
         >>> out, info = register_rigid(pre, post, affine)  # doctest: +SKIP
-        >>> info["translation_mm"]  # doctest: +SKIP
-        [1.98, -0.51, 3.02]
+        >>> info["translation_mm"]  # RAS mm: the phase's content relative to pre  # doctest: +SKIP
     """
     import itk
 
@@ -297,8 +296,7 @@ class RegisterPhases(Transform):
     Example:
         >>> reg = RegisterPhases()
         >>> post1_aligned = reg(post1, fixed=pre)  # MetaTensors (1, X, Y, Z)  # doctest: +SKIP
-        >>> post1_aligned.meta["registration"]["translation_mm"]  # doctest: +SKIP
-        [2.03, -0.48, 2.97]
+        >>> post1_aligned.meta["registration"]["translation_mm"]  # RAS mm  # doctest: +SKIP
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
