@@ -154,6 +154,7 @@ def test_rotation_limit(moved):
         ({"iterations": 0}, "iterations must be an integer >= 1"),
         ({"histogram_bins": 4}, "histogram_bins must be an integer >= 8"),
         ({"sampling_fraction": 0.0}, r"sampling_fraction must be in \(0, 1\]"),
+        ({"max_samples": 10}, "max_samples must be an integer >= 1000"),
         ({"max_translation_mm": -1}, "max_translation_mm must be > 0 or None"),
         ({"max_rotation_deg": 0}, "max_rotation_deg must be > 0 or None"),
     ],
