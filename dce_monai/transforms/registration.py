@@ -17,11 +17,12 @@ Method (all ITK, ``itk.ImageRegistrationMethodv4``):
 - optimiser: regular-step gradient descent with parameter scales estimated from physical
   shifts (``RegistrationParameterScalesFromPhysicalShift``), so radians and mm are balanced;
 - multi-resolution: shrink factors (4, 2, 1) with Gaussian smoothing (2, 1, 1) voxels.
-  Smoothing 1 voxel at full resolution, not 0: on the demo phantom an unsmoothed last level
-  left about 1 phase in 12 stuck 0.9 mm off (mutual information of a randomly sampled noisy
-  image with linear interpolation has local optima); over the 24 phases of the 6 patients of
-  ``dce-monai phantom --seed 0 --motion-mm 2`` the worst error was 0.93 mm with sigma 0.5 and
-  0.10 mm with sigma 1 (mean 0.071 mm), which was also faster;
+  Smoothing 1 voxel at full resolution: with less, an occasional phase stays stuck about
+  0.9 mm off (mutual information of a randomly sampled noisy image with linear interpolation
+  has local optima); over the 24 phases of the 6 patients of ``dce-monai phantom --seed 0
+  --motion-mm 2`` the worst error was 0.93 mm with sigma 0.5 and 0.10 mm with sigma 1 (mean
+  0.071 mm; ``benchmarks/bench_registration.py --motion 2 --smoothing 2 1 0.5`` and without
+  ``--smoothing``);
 - metric sampling: a fixed-seed random 25 % of the voxels per level (``sampling_fraction``),
   at most 200,000 per level (``max_samples``), which keeps the result reproducible and the run
   at about 0.5 s per phase on the tiny phantom (64x64x16) and a few seconds on the demo phantom

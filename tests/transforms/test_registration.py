@@ -76,6 +76,10 @@ def test_array_dict_parity_and_translation_option(moved):
     np.testing.assert_allclose(bs.meta["registration"]["translation_mm"], arr.meta["registration"]["translation_mm"], atol=1e-6)
     assert float(bs.min()) >= float(d["T1post1"].min()) and float(bs.max()) <= float(d["T1post1"].max())
     assert np.corrcoef(bs.numpy().ravel(), arr.numpy().ravel())[0, 1] > 0.99
+    # a cap on the metric samples (16,384 voxels would be sampled at full resolution here)
+    capped = RegisterPhases(max_samples=5000)(d["T1post1"], fixed=d["T1pre"]).meta["registration"]
+    assert np.linalg.norm(np.asarray(capped["translation_mm"]) - c.motion_shift_mm["T1post1"]) < 1.0
+    assert capped["translation_mm"] != arr.meta["registration"]["translation_mm"]
     # two channels: one estimate per channel
     two = MetaTensor(torch.cat([d["T1post1"].as_tensor(), d["T1post2"].as_tensor()]), affine=d["T1post1"].affine)
     both = RegisterPhases()(two, fixed=d["T1pre"])
