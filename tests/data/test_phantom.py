@@ -344,3 +344,16 @@ def test_outcomes_harder_than_malignancy(tiny_cases):
     assert 0.6 < _cv_auc(ideal, her2) < 0.88
     assert 0.6 < _cv_auc(ideal, rec) < 0.88
     assert all(c.labels["recurrence_days"] == 1825.0 for c in mal if not c.labels["recurrence_event"])
+
+
+def test_motion_truth_is_recorded():
+    """Every post phase's true shift (RAS mm) is kept; the masks stay in place."""
+    from dce_monai.data.phantom import PhantomConfig, simulate_patient
+
+    still = simulate_patient(0, PhantomConfig.tiny(n_post=2))
+    assert still.motion_shift_mm == {}
+    moved = simulate_patient(0, PhantomConfig.tiny(n_post=2, motion_mm=3.0))
+    assert sorted(moved.motion_shift_mm) == ["T1post1", "T1post2"]
+    assert all(len(v) == 3 and any(abs(x) > 0 for x in v) for v in moved.motion_shift_mm.values())
+    # anatomy is drawn before the motion: the same masks with and without it
+    assert (moved.breast_mask == still.breast_mask).all() and (moved.label_map == still.label_map).all()
