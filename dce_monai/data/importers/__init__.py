@@ -8,13 +8,13 @@ from pathlib import Path
 from dce_monai.data.manifest import rebase
 
 from .breastdcedl import breastdcedl_manifest, read_breastdcedl
-from .clinical import apply_target, column_key, read_table, target_values
+from .clinical import apply_target, column_key, read_table, rows_by_id, target_values
 from .generic import generic_manifest
 from .mama_mia import mama_mia_manifest
 
 __all__ = [
     "add_cli_arguments", "apply_target", "breastdcedl_manifest", "cli_main", "generic_manifest", "mama_mia_manifest",
-    "read_breastdcedl", "read_table", "rebase", "target_values",
+    "read_breastdcedl", "read_table", "rebase", "rows_by_id", "target_values",
 ]
 
 
@@ -57,12 +57,7 @@ def cli_main(args: argparse.Namespace) -> int:
         if target not in (None, "malignant"):
             if not args.clinical:
                 raise ValueError(f"import generic: target {target!r} is a patient endpoint; pass --clinical TABLE with a {args.id_column!r} column.")
-            key = column_key(args.id_column)
-            rows = {}
-            for r in read_table(args.clinical):
-                if key not in r:
-                    raise ValueError(f"{args.clinical}: no column {args.id_column!r}; columns: {sorted(r)}.")
-                rows[str(r[key]).strip()] = r
+            rows = rows_by_id(args.clinical, args.id_column)
             values = target_values(rows, target, str(args.clinical))
         if target is not None:
             skipped = apply_target(data, target, values)

@@ -35,6 +35,7 @@ __all__ = [
     "clinical_value",
     "column_key",
     "read_table",
+    "rows_by_id",
     "target_values",
 ]
 
@@ -115,6 +116,39 @@ def read_table(path: str | Path, sheet: str | None = None) -> list[dict[str, Any
     for r in raw[1:]:
         rows.append({k: (None if c == "" else c) for k, c in zip(keys, r) if k})
     return rows
+
+
+def rows_by_id(path: str | Path, id_column: str = "patient_id") -> dict[str, dict[str, Any]]:
+    """Rows of a clinical table keyed by patient id (as written, stripped).
+
+    Args:
+        path: the table (see :func:`read_table`).
+        id_column: the patient id column (matched through :func:`column_key`).
+
+    Returns:
+        ``{patient_id: row}``.
+
+    Raises:
+        ValueError: the table lacks ``id_column`` (the columns are listed), a row without an
+            id, or an id in two rows (ids compared case-insensitively; each naming the file).
+
+    Example:
+        >>> rows = rows_by_id("clinical.csv", "Patient ID")  # doctest: +SKIP
+    """
+    key = column_key(id_column)
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for i, row in enumerate(read_table(path), start=2):
+        if key not in row:
+            raise ValueError(f"{path}: no column {id_column!r}; columns: {sorted(row)}.")
+        pid = str(row[key] if row[key] is not None else "").strip()
+        if not pid:
+            raise ValueError(f"{path}: row {i} has no {id_column!r}.")
+        if pid.lower() in seen:
+            raise ValueError(f"{path}: patient {pid.lower()!r} appears in two rows.")
+        seen.add(pid.lower())
+        out[pid] = row
+    return out
 
 
 def binary_cell(value: Any, where: str) -> int | None:

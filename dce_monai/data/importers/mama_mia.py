@@ -38,7 +38,7 @@ from typing import Any
 
 from dce_monai.sequences import PRE, post_name
 
-from .clinical import binary_cell, clinical_value, column_key, read_table, target_values
+from .clinical import binary_cell, clinical_value, column_key, rows_by_id, target_values
 
 __all__ = ["ENDPOINTS", "find_clinical_table", "mama_mia_manifest"]
 
@@ -146,16 +146,7 @@ def mama_mia_manifest(
     if table is None:
         raise FileNotFoundError(f"{root}: no clinical_and_imaging_info.xlsx (or .csv); pass --clinical.")
     id_key = column_key(id_column)
-    rows: dict[str, dict[str, Any]] = {}
-    for i, row in enumerate(read_table(table), start=2):
-        if id_key not in row:
-            raise ValueError(f"{table}: no column {id_column!r}; columns: {sorted(row)}.")
-        pid = str(row[id_key] or "").strip()
-        if not pid:
-            raise ValueError(f"{table}: row {i} has no {id_column!r}.")
-        if pid.lower() in rows:
-            raise ValueError(f"{table}: patient {pid!r} appears in two rows.")
-        rows[pid.lower()] = row
+    rows = {pid.lower(): row for pid, row in rows_by_id(table, id_column).items()}
     y = target_values(rows, target, str(table))
     splits = _splits(root)
     segs = {p.name.lower().split(".nii")[0]: p for p in (root / "segmentations" / "expert").glob("*") if ".nii" in p.name.lower()}
