@@ -46,7 +46,14 @@ from dce_monai.transforms.utils import (
     wrap_like,
 )
 
-__all__ = ["N4BiasFieldCorrection", "N4BiasFieldCorrectiond", "n4_log_bias", "ras_affine_to_itk"]
+__all__ = [
+    "DEFAULT_FIT_SPACING_MM",
+    "N4BiasFieldCorrection",
+    "N4BiasFieldCorrectiond",
+    "fit_shrink_factors",
+    "n4_log_bias",
+    "ras_affine_to_itk",
+]
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -93,6 +100,49 @@ def _itk_image(arr: np.ndarray, affine: np.ndarray):  # type: ignore[no-untyped-
     return img
 
 
+#: Target voxel size (mm) of the grid N4 fits on; see :func:`fit_shrink_factors` and docs/benchmarks.md.
+DEFAULT_FIT_SPACING_MM = 8.0
+#: Default iterations per fitting level (its length is the number of levels).
+DEFAULT_ITERATIONS = (50, 50)
+
+
+def fit_shrink_factors(
+    spacing: Sequence[float], fit_spacing_mm: float = DEFAULT_FIT_SPACING_MM, shape: Sequence[int] | None = None
+) -> list[int]:
+    """Per-axis integer shrink factors bringing voxels of ``spacing`` mm to about ``fit_spacing_mm``.
+
+    ``factor = max(1, round(fit_spacing_mm / spacing))`` per axis, so the fitting grid (and
+    N4's cost, which grows with its voxel count) depends on the field of view, not on the
+    resolution: a 0.6 mm and a 1.6 mm acquisition of the same breast are fitted on about the
+    same grid. Axes already coarser than the target are not shrunk. With ``shape`` given, a
+    factor never leaves fewer than 8 voxels on its axis (``n // 8``; small images stay
+    fittable: ITK's N4 fails on a grid smaller than its B-spline support).
+
+    Args:
+        spacing: voxel size per axis (mm).
+        fit_spacing_mm: target voxel size of the fitting grid (mm, > 0).
+        shape: optional image size per axis (voxels), to cap the factors as above.
+
+    Returns:
+        One integer factor >= 1 per axis.
+
+    Raises:
+        ValueError: ``fit_spacing_mm`` or a spacing is not > 0.
+
+    Example:
+        >>> fit_shrink_factors((0.7, 0.7, 2.0), 8.0)
+        [11, 11, 4]
+    """
+    if not fit_spacing_mm > 0:
+        raise ValueError(f"fit_spacing_mm must be > 0, got {fit_spacing_mm!r}.")
+    if any(not s > 0 for s in spacing):
+        raise ValueError(f"spacing must be positive (mm), got {list(spacing)!r}.")
+    factors = [max(1, int(round(fit_spacing_mm / float(s)))) for s in spacing]
+    if shape is not None:
+        factors = [max(1, min(f, int(n) // 8)) for f, n in zip(factors, shape)]
+    return factors
+
+
 def default_body_mask(arr: np.ndarray, fraction: float = 0.05) -> np.ndarray:
     """Voxels above ``fraction`` x the 99th percentile of ``arr`` (the default N4 fitting mask)."""
     return arr > np.percentile(arr, 99) * fraction
@@ -102,11 +152,13 @@ def n4_log_bias(
     arr: np.ndarray,
     affine: np.ndarray,
     mask: np.ndarray | None = None,
-    shrink: int = 4,
-    iterations: Sequence[int] = (50, 50, 50, 50),
+    shrink: int | None = None,
+    iterations: Sequence[int] = DEFAULT_ITERATIONS,
     spline_distance_mm: float = 300.0,
     convergence: float = 1e-3,
     control_points: Sequence[int] | None = None,
+    fit_spacing_mm: float = DEFAULT_FIT_SPACING_MM,
+    spline_order: int = 3,
 ) -> np.ndarray:
     """Fit N4 on ``arr`` (X, Y, Z) and return the full-resolution log bias field (X, Y, Z).
 
@@ -114,21 +166,27 @@ def n4_log_bias(
         arr: image intensities (X, Y, Z).
         affine: (4, 4) RAS affine of ``arr`` (mm).
         mask: boolean fitting mask (X, Y, Z); default :func:`default_body_mask`.
-        shrink: shrink factor for the fit (every axis).
+        shrink: shrink factor for the fit (every axis); ``None`` (default) derives one factor
+            per axis from ``fit_spacing_mm`` (:func:`fit_shrink_factors`).
         iterations: iterations per fitting level; its length is the number of levels.
         spline_distance_mm: control-point spacing (mm); the mesh size per axis is
             ``ceil(extent_mm / spline_distance_mm)`` and the control points that plus 3 (cubic).
         convergence: N4 convergence threshold.
         control_points: control points per axis (>= 4), overrides ``spline_distance_mm``.
+        fit_spacing_mm: target voxel size of the fitting grid (mm) when ``shrink`` is ``None``.
+        spline_order: B-spline order of the field (ITK default 3); the control points per
+            axis are then the mesh size plus ``spline_order``.
 
     Returns:
         float32 array (X, Y, Z), natural log of the multiplicative bias.
 
     Raises:
-        ValueError: the fitting mask is empty.
+        ValueError: the fitting mask is empty; a bad ``spline_order`` or ``fit_spacing_mm``.
     """
     import itk
 
+    if isinstance(spline_order, bool) or not isinstance(spline_order, int) or not 1 <= spline_order <= 5:
+        raise ValueError(f"spline_order must be an integer in 1..5, got {spline_order!r}.")
     img = _itk_image(arr, affine)
     if mask is None:
         mask = default_body_mask(arr)
@@ -136,8 +194,9 @@ def n4_log_bias(
         raise ValueError("the N4 fitting mask is empty (no voxel to fit the bias on).")
     m = _itk_image(mask.astype(np.float32), affine)
     m = itk.cast_image_filter(m, ttype=(type(m), itk.Image[itk.UC, 3]))
-    small = itk.shrink_image_filter(img, shrink_factors=[shrink] * 3)
-    small_m = itk.shrink_image_filter(m, shrink_factors=[shrink] * 3)
+    factors = [int(shrink)] * 3 if shrink is not None else fit_shrink_factors(img.GetSpacing(), fit_spacing_mm, img.GetLargestPossibleRegion().GetSize())
+    small = itk.shrink_image_filter(img, shrink_factors=factors)
+    small_m = itk.shrink_image_filter(m, shrink_factors=factors)
     n4 = itk.N4BiasFieldCorrectionImageFilter[type(small), type(small_m), type(small)].New()
     n4.SetInput(small)
     n4.SetMaskImage(small_m)
@@ -146,9 +205,10 @@ def n4_log_bias(
     n4.SetConvergenceThreshold(convergence)
     if control_points is None:
         extent = np.array(img.GetLargestPossibleRegion().GetSize()) * np.array(img.GetSpacing())
-        n_ctrl = [max(4, int(np.ceil(e / spline_distance_mm)) + 3) for e in extent]
+        n_ctrl = [max(spline_order + 1, int(np.ceil(e / spline_distance_mm)) + spline_order) for e in extent]
     else:
         n_ctrl = [int(c) for c in control_points]
+    n4.SetSplineOrder(int(spline_order))
     n4.SetNumberOfControlPoints(n_ctrl)
     n4.Update()
     lattice = n4.GetLogBiasFieldControlPointLattice()
@@ -175,7 +235,10 @@ class N4BiasFieldCorrection(Transform):
     the contrast uptake). ``reference_channel=None`` fits and corrects each channel on its own.
 
     Args:
-        shrink: shrink factor for the fit (default 4; see the module docstring for measurements).
+        shrink: shrink factor for the fit on every axis; ``None`` (default) chooses one factor
+            per axis from ``fit_spacing_mm`` (:func:`fit_shrink_factors`), so the fitting grid
+            stays about the same whatever the resolution.
+        fit_spacing_mm: target voxel size (mm) of the fitting grid when ``shrink`` is ``None``.
         iterations: iterations per fitting level (its length is the number of levels).
         spline_distance_mm: B-spline control-point spacing, mm. 300 mm (one B-spline span
             over a breast field of view, ITK's own default of 4 control points) recovered the
@@ -205,17 +268,20 @@ class N4BiasFieldCorrection(Transform):
 
     def __init__(
         self,
-        shrink: int = 4,
-        iterations: Sequence[int] = (50, 50, 50, 50),
+        shrink: int | None = None,
+        iterations: Sequence[int] = DEFAULT_ITERATIONS,
         spline_distance_mm: float = 300.0,
         convergence: float = 1e-3,
         reference_channel: int | None = 0,
         spacing: Sequence[float] | None = None,
         return_log_bias: bool = False,
         control_points: Sequence[int] | None = None,
+        fit_spacing_mm: float = DEFAULT_FIT_SPACING_MM,
     ) -> None:
-        if isinstance(shrink, bool) or not isinstance(shrink, int) or shrink < 1:
-            raise ValueError(f"shrink must be an integer >= 1, got {shrink!r}.")
+        if shrink is not None and (isinstance(shrink, bool) or not isinstance(shrink, int) or shrink < 1):
+            raise ValueError(f"shrink must be an integer >= 1 or None, got {shrink!r}.")
+        if isinstance(fit_spacing_mm, bool) or not isinstance(fit_spacing_mm, (int, float)) or not fit_spacing_mm > 0:
+            raise ValueError(f"fit_spacing_mm must be a number > 0 (mm), got {fit_spacing_mm!r}.")
         if isinstance(iterations, (str, bytes)) or not isinstance(iterations, Sequence) or not iterations or any(int(i) < 1 for i in iterations):
             raise ValueError(f"iterations must list >= 1 iterations per level, got {iterations!r}.")
         if not spline_distance_mm > 0:
@@ -234,6 +300,7 @@ class N4BiasFieldCorrection(Transform):
             "spline_distance_mm": float(spline_distance_mm),
             "convergence": float(convergence),
             "control_points": None if control_points is None else tuple(int(c) for c in control_points),
+            "fit_spacing_mm": float(fit_spacing_mm),
         }
         self.reference_channel, self.spacing, self.return_log_bias = reference_channel, spacing, return_log_bias
 
