@@ -88,11 +88,14 @@ def ras_affine_to_itk(affine: np.ndarray) -> tuple[list[float], list[float], np.
 
 
 def _itk_image(arr: np.ndarray, affine: np.ndarray):  # type: ignore[no-untyped-def]
-    """(X, Y, Z) float array + RAS affine -> ``itk.Image[F, 3]`` with LPS geometry."""
+    """(X, Y, Z) array + RAS affine -> ``itk.Image[F, 3]`` (``[UC, 3]`` for uint8/bool) with LPS geometry."""
     import itk
 
     # arr is (X, Y, Z); ITK's numpy view is (Z, Y, X)
-    img = itk.image_from_array(np.ascontiguousarray(arr.transpose(2, 1, 0)).astype(np.float32))
+    # one copy: the transpose into ITK's (Z, Y, X) order, already in the target dtype
+    # (uint8/bool masks become uint8; everything else float32)
+    dtype = np.uint8 if arr.dtype in (np.uint8, np.bool_) else np.float32
+    img = itk.image_from_array(np.ascontiguousarray(arr.transpose(2, 1, 0), dtype=dtype))
     spacing, origin, direction = ras_affine_to_itk(affine)
     img.SetSpacing(spacing)
     img.SetOrigin(origin)
@@ -192,8 +195,7 @@ def n4_log_bias(
         mask = default_body_mask(arr)
     if not mask.any():
         raise ValueError("the N4 fitting mask is empty (no voxel to fit the bias on).")
-    m = _itk_image(mask.astype(np.float32), affine)
-    m = itk.cast_image_filter(m, ttype=(type(m), itk.Image[itk.UC, 3]))
+    m = _itk_image(np.asarray(mask, dtype=bool).view(np.uint8), affine)
     factors = [int(shrink)] * 3 if shrink is not None else fit_shrink_factors(img.GetSpacing(), fit_spacing_mm, img.GetLargestPossibleRegion().GetSize())
     small = itk.shrink_image_filter(img, shrink_factors=factors)
     small_m = itk.shrink_image_filter(m, shrink_factors=factors)
@@ -216,8 +218,7 @@ def n4_log_bias(
     # field on the geometry of its current input, so point it at the full image
     n4.SetInput(img)
     logb = n4.ReconstructBiasField(lattice)
-    field = itk.array_from_image(logb)
-    return np.ascontiguousarray(field.transpose(2, 1, 0)).astype(np.float32)
+    return itk.array_from_image(logb).transpose(2, 1, 0)  # a copy owned by numpy, viewed as (X, Y, Z)
 
 
 def _plain_float(x: Any) -> torch.Tensor:
