@@ -201,3 +201,21 @@ def test_fit_spacing_drives_the_shrink_and_explicit_shrink_overrides_it():
     assert _corr(coarse, log_bias, body) >= 0.9
     with pytest.raises(ValueError, match=r"spline_order must be an integer in 1..5, got 0"):
         n4_log_bias(obs, aff, spline_order=0)
+
+
+def test_itk_libraries_load_only_when_a_transform_runs():
+    """Importing the transforms leaves ITK's compiled modules unloaded (their first use costs seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dce_monai.transforms\n"
+        "heavy = lambda: sorted(m for m in sys.modules if m.startswith('itk.') and m.endswith('Python'))\n"
+        "print(len(heavy()))\n"
+        "import numpy as np\n"
+        "from dce_monai.transforms.bias_field import n4_log_bias\n"
+        "n4_log_bias(np.random.default_rng(0).uniform(50, 100, (16, 16, 8)).astype('float32'), np.eye(4), iterations=(1,))\n"
+        "print(len(heavy()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300).stdout.split()
+    assert out[0] == "0" and int(out[1]) > 0
