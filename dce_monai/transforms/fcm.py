@@ -5,14 +5,14 @@ Seed 2 (Liu et al. 2021, mask-guided 3D VGG) builds tumour masks from the subtra
 the most-enhancing cluster.
 
 :func:`fuzzy_cmeans` is the standard Bezdek iteration, written here in torch because the
-available packages do not scale to whole volumes and do not run on a GPU. Measured with
-``benchmarks/bench_fcm.py`` (1e7 integer voxels, c = 3, m = 2, same initial centres, 2 CPU
-cores): scikit-fuzzy ``cmeans`` 33 s (+1.9 GB), fuzzy-c-means 17 s (+1.4 GB), ``fuzzy_cmeans``
-1.8 s (+0.9 GB), ``fuzzy_cmeans_histogram`` 0.24 s (+0.4 GB, mostly the (N, c) output);
-memberships agree within 4e-8, hard labels 100 %.
+available packages do not scale to whole volumes and do not run on a GPU. Timings against
+scikit-fuzzy ``cmeans`` (same data, centres and tolerance): docs/benchmarks.md
+(``benchmarks/bench_fcm.py``).
 :func:`fuzzy_cmeans_histogram` is exact for integer-valued data: memberships depend on a
 voxel only through its value, so FCM on the unique values weighted by their counts has the
-same fixed point as FCM on all voxels, at O(unique values) per iteration.
+same fixed point as FCM on all voxels, at O(unique values) per iteration. Float data (e.g.
+after N4) is binned for a warm start and then iterated on every value (``refine=True``, what
+:class:`FuzzyCMeansMask` does), which gives full FCM's result.
 
 Updates (fuzzifier m > 1, squared distance d_ik^2 = ||x_i - c_k||^2, weights w_i):
     u_ik = 1 / sum_j (d_ik / d_ij)^(2/(m-1))
