@@ -15,9 +15,9 @@ whatever the resolution; ``shrink`` sets one factor for every axis instead.
 Defaults, chosen on phantom patients with a known bias field (realistic ``full`` geometry,
 fields of view 266-397 mm, patients 0-5): 2 fitting levels x 50 iterations with 300 mm
 control-point spacing (one or two B-spline spans over the field of view) recovered the log
-bias with correlation >= 0.994 on every patient tried. More levels let the finer meshes absorb tissue contrast (4 levels:
-0.79-0.99, 3 levels: 0.84-0.997), and so did a tighter convergence threshold (1e-4 with 3
-levels: 0.85-0.99); a quadratic spline (``spline_order=2``) changed little, the true body as
+bias with correlation >= 0.994 on every patient tried. More levels let the finer meshes
+absorb tissue contrast (4 levels: 0.77-0.99, 3 levels: 0.845-0.997), and so did a tighter
+convergence threshold (1e-4 with 3 levels: 0.85-0.99); a quadratic spline (``spline_order=2``) changed little, the true body as
 mask helped a little (3 levels: 0.995-0.998 against 0.989-0.997); a 6 mm fitting grid cost more
 for the same correlation, 10 mm lost a little. The sweep is in docs/benchmarks.md.
 ITK's class default is ONE fitting level. Timings, the same recipe run by SimpleITK, and
