@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dce-monai", description="MONAI-based toolkit for breast DCE-MRI."
     )
     parser.add_argument("--version", action="version", version=f"dce_monai {__version__}")
+    parser.add_argument(
+        "--threads", dest="process_threads", type=int, default=None, metavar="N",
+        help="torch/BLAS/OpenMP threads for the whole command, given before it (default: the CPUs this "
+        "process may run on, os.sched_getaffinity; a command's own --threads applies inside it)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
@@ -49,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mod = importlib.import_module(args._module)
     try:
+        from .workflows.threads import set_process_threads
+
+        set_process_threads(args.process_threads)
         return int(mod.cli_main(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as e:  # user errors: message, no traceback
         print(f"dce-monai {args.command}: error: {e}", file=sys.stderr)

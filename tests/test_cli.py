@@ -40,3 +40,19 @@ def test_phantom_then_validate_then_folds(tmp_path, capsys):
 def test_user_error_is_a_message_not_a_traceback(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "missing.json")]) == 2
     assert "manifest not found" in capsys.readouterr().err
+
+
+def test_global_threads_option(monkeypatch, capsys):
+    import torch
+
+    from dce_monai.workflows import threads as th
+
+    seen = {}
+    monkeypatch.setattr(th, "set_process_threads", lambda n: seen.setdefault("threads", n))
+    before = torch.get_num_threads()
+    assert main(["--threads", "1", "validate", "no_such_manifest.csv"]) == 2
+    assert seen == {"threads": 1}
+    monkeypatch.undo()
+    assert main(["--threads", "0", "validate", "no_such_manifest.csv"]) == 2
+    assert "threads must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert torch.get_num_threads() == before

@@ -3,15 +3,28 @@
 Model: ``observed = true x bias``, with ``log(bias)`` a smooth cubic B-spline. N4 fits the
 B-spline control-point lattice; the corrected image is ``observed / exp(log_bias)``.
 
-Speed: the field is fitted on an image shrunk by ``shrink`` (default 4, with 4 fitting levels
-x 50 iterations) and the log bias is then reconstructed at FULL resolution by evaluating the
-fitted control-point lattice (``GetLogBiasFieldControlPointLattice``) on the full grid with the
-filter's own ``ReconstructBiasField`` (a ``BSplineControlPointImageFilter`` set to the geometry
-of its current input, here the full image). Evaluating the fitted spline is exact and smooth,
-unlike interpolating a shrunk field image, and costs little next to the fit. Measured on a
-128x128x32 phantom: 0.3 s and log-bias correlation 0.99 against 15 s and 0.995 for the same
-filter at full resolution (``benchmarks/bench_n4.py``). ITK's class default is ONE fitting
-level, which recovers the field poorly (correlation ~0.85), so levels are always set here.
+Speed: the field is fitted on a shrunk image and the log bias is then reconstructed at FULL
+resolution by evaluating the fitted control-point lattice (``GetLogBiasFieldControlPointLattice``)
+on the full grid with the filter's own ``ReconstructBiasField`` (a
+``BSplineControlPointImageFilter`` set to the geometry of its current input, here the full
+image). Evaluating the fitted spline is exact and smooth, unlike interpolating a shrunk field
+image. The shrink is chosen per axis from a target voxel size of the fitting grid
+(``fit_spacing_mm``, default 8 mm; :func:`fit_shrink_factors`), so the fit costs about the same
+whatever the resolution; ``shrink`` sets one factor for every axis instead.
+
+Defaults, chosen on phantom patients with a known bias field (realistic ``full`` geometry,
+fields of view 266-397 mm, patients 0-5): 2 fitting levels x 50 iterations with 300 mm
+control-point spacing (one or two B-spline spans over the field of view) recovered the log
+bias with correlation >= 0.994 on every patient tried. More levels let the finer meshes
+absorb tissue contrast (4 levels: 0.77-0.99, 3 levels: 0.845-0.997), and so did a tighter
+convergence threshold (1e-4 with 3 levels: 0.85-0.99); a quadratic spline (``spline_order=2``) changed little, the true body as
+mask helped a little (3 levels: 0.995-0.998 against 0.989-0.997); a 6 mm fitting grid cost more
+for the same correlation, 10 mm lost a little. The sweep is in docs/benchmarks.md.
+ITK's class default is ONE fitting level. Timings, the same recipe run by SimpleITK, and
+SimpleITK at full resolution: docs/benchmarks.md (``benchmarks/bench_n4.py``).
+ITK's first use in a process (loading its compiled modules) costs seconds and ~0.5 GiB; ITK is
+imported inside the functions that need it, so processes that never run N4 or registration
+do not pay it, and Python's module cache makes it a once-per-process cost.
 
 Geometry: the MetaTensor's RAS affine is converted to ITK's LPS origin/spacing/direction
 (x and y flipped) for the fit, so the spline distance in mm and anisotropic voxels are
@@ -46,7 +59,14 @@ from dce_monai.transforms.utils import (
     wrap_like,
 )
 
-__all__ = ["N4BiasFieldCorrection", "N4BiasFieldCorrectiond", "n4_log_bias", "ras_affine_to_itk"]
+__all__ = [
+    "DEFAULT_FIT_SPACING_MM",
+    "N4BiasFieldCorrection",
+    "N4BiasFieldCorrectiond",
+    "fit_shrink_factors",
+    "n4_log_bias",
+    "ras_affine_to_itk",
+]
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -81,16 +101,62 @@ def ras_affine_to_itk(affine: np.ndarray) -> tuple[list[float], list[float], np.
 
 
 def _itk_image(arr: np.ndarray, affine: np.ndarray):  # type: ignore[no-untyped-def]
-    """(X, Y, Z) float array + RAS affine -> ``itk.Image[F, 3]`` with LPS geometry."""
+    """(X, Y, Z) array + RAS affine -> ``itk.Image[F, 3]`` (``[UC, 3]`` for uint8/bool) with LPS geometry."""
     import itk
 
     # arr is (X, Y, Z); ITK's numpy view is (Z, Y, X)
-    img = itk.image_from_array(np.ascontiguousarray(arr.transpose(2, 1, 0)).astype(np.float32))
+    # one copy: the transpose into ITK's (Z, Y, X) order, already in the target dtype
+    # (uint8/bool masks become uint8; everything else float32)
+    dtype = np.uint8 if arr.dtype in (np.uint8, np.bool_) else np.float32
+    img = itk.image_from_array(np.ascontiguousarray(arr.transpose(2, 1, 0), dtype=dtype))
     spacing, origin, direction = ras_affine_to_itk(affine)
     img.SetSpacing(spacing)
     img.SetOrigin(origin)
     img.SetDirection(itk.matrix_from_array(np.ascontiguousarray(direction)))
     return img
+
+
+#: Target voxel size (mm) of the grid N4 fits on; see :func:`fit_shrink_factors` and docs/benchmarks.md.
+DEFAULT_FIT_SPACING_MM = 8.0
+#: Default iterations per fitting level (its length is the number of levels).
+DEFAULT_ITERATIONS = (50, 50)
+
+
+def fit_shrink_factors(
+    spacing: Sequence[float], fit_spacing_mm: float = DEFAULT_FIT_SPACING_MM, shape: Sequence[int] | None = None
+) -> list[int]:
+    """Per-axis integer shrink factors bringing voxels of ``spacing`` mm to about ``fit_spacing_mm``.
+
+    ``factor = max(1, round(fit_spacing_mm / spacing))`` per axis, so the fitting grid (and
+    N4's cost, which grows with its voxel count) depends on the field of view, not on the
+    resolution: a 0.6 mm and a 1.6 mm acquisition of the same breast are fitted on about the
+    same grid. Axes already coarser than the target are not shrunk. With ``shape`` given, a
+    factor never leaves fewer than 8 voxels on its axis (``n // 8``; small images stay
+    fittable: ITK's N4 fails on a grid smaller than its B-spline support).
+
+    Args:
+        spacing: voxel size per axis (mm).
+        fit_spacing_mm: target voxel size of the fitting grid (mm, > 0).
+        shape: optional image size per axis (voxels), to cap the factors as above.
+
+    Returns:
+        One integer factor >= 1 per axis.
+
+    Raises:
+        ValueError: ``fit_spacing_mm`` or a spacing is not > 0.
+
+    Example:
+        >>> fit_shrink_factors((0.7, 0.7, 2.0), 8.0)
+        [11, 11, 4]
+    """
+    if not fit_spacing_mm > 0:
+        raise ValueError(f"fit_spacing_mm must be > 0, got {fit_spacing_mm!r}.")
+    if any(not s > 0 for s in spacing):
+        raise ValueError(f"spacing must be positive (mm), got {list(spacing)!r}.")
+    factors = [max(1, int(round(fit_spacing_mm / float(s)))) for s in spacing]
+    if shape is not None:
+        factors = [max(1, min(f, int(n) // 8)) for f, n in zip(factors, shape)]
+    return factors
 
 
 def default_body_mask(arr: np.ndarray, fraction: float = 0.05) -> np.ndarray:
@@ -102,11 +168,13 @@ def n4_log_bias(
     arr: np.ndarray,
     affine: np.ndarray,
     mask: np.ndarray | None = None,
-    shrink: int = 4,
-    iterations: Sequence[int] = (50, 50, 50, 50),
+    shrink: int | None = None,
+    iterations: Sequence[int] = DEFAULT_ITERATIONS,
     spline_distance_mm: float = 300.0,
     convergence: float = 1e-3,
     control_points: Sequence[int] | None = None,
+    fit_spacing_mm: float = DEFAULT_FIT_SPACING_MM,
+    spline_order: int = 3,
 ) -> np.ndarray:
     """Fit N4 on ``arr`` (X, Y, Z) and return the full-resolution log bias field (X, Y, Z).
 
@@ -114,30 +182,36 @@ def n4_log_bias(
         arr: image intensities (X, Y, Z).
         affine: (4, 4) RAS affine of ``arr`` (mm).
         mask: boolean fitting mask (X, Y, Z); default :func:`default_body_mask`.
-        shrink: shrink factor for the fit (every axis).
+        shrink: shrink factor for the fit (every axis); ``None`` (default) derives one factor
+            per axis from ``fit_spacing_mm`` (:func:`fit_shrink_factors`).
         iterations: iterations per fitting level; its length is the number of levels.
         spline_distance_mm: control-point spacing (mm); the mesh size per axis is
             ``ceil(extent_mm / spline_distance_mm)`` and the control points that plus 3 (cubic).
         convergence: N4 convergence threshold.
         control_points: control points per axis (>= 4), overrides ``spline_distance_mm``.
+        fit_spacing_mm: target voxel size of the fitting grid (mm) when ``shrink`` is ``None``.
+        spline_order: B-spline order of the field (ITK default 3); the control points per
+            axis are then the mesh size plus ``spline_order``.
 
     Returns:
         float32 array (X, Y, Z), natural log of the multiplicative bias.
 
     Raises:
-        ValueError: the fitting mask is empty.
+        ValueError: the fitting mask is empty; a bad ``spline_order`` or ``fit_spacing_mm``.
     """
     import itk
 
+    if isinstance(spline_order, bool) or not isinstance(spline_order, int) or not 1 <= spline_order <= 5:
+        raise ValueError(f"spline_order must be an integer in 1..5, got {spline_order!r}.")
     img = _itk_image(arr, affine)
     if mask is None:
         mask = default_body_mask(arr)
     if not mask.any():
         raise ValueError("the N4 fitting mask is empty (no voxel to fit the bias on).")
-    m = _itk_image(mask.astype(np.float32), affine)
-    m = itk.cast_image_filter(m, ttype=(type(m), itk.Image[itk.UC, 3]))
-    small = itk.shrink_image_filter(img, shrink_factors=[shrink] * 3)
-    small_m = itk.shrink_image_filter(m, shrink_factors=[shrink] * 3)
+    m = _itk_image(np.asarray(mask, dtype=bool).view(np.uint8), affine)
+    factors = [int(shrink)] * 3 if shrink is not None else fit_shrink_factors(img.GetSpacing(), fit_spacing_mm, img.GetLargestPossibleRegion().GetSize())
+    small = itk.shrink_image_filter(img, shrink_factors=factors)
+    small_m = itk.shrink_image_filter(m, shrink_factors=factors)
     n4 = itk.N4BiasFieldCorrectionImageFilter[type(small), type(small_m), type(small)].New()
     n4.SetInput(small)
     n4.SetMaskImage(small_m)
@@ -146,9 +220,10 @@ def n4_log_bias(
     n4.SetConvergenceThreshold(convergence)
     if control_points is None:
         extent = np.array(img.GetLargestPossibleRegion().GetSize()) * np.array(img.GetSpacing())
-        n_ctrl = [max(4, int(np.ceil(e / spline_distance_mm)) + 3) for e in extent]
+        n_ctrl = [max(spline_order + 1, int(np.ceil(e / spline_distance_mm)) + spline_order) for e in extent]
     else:
         n_ctrl = [int(c) for c in control_points]
+    n4.SetSplineOrder(int(spline_order))
     n4.SetNumberOfControlPoints(n_ctrl)
     n4.Update()
     lattice = n4.GetLogBiasFieldControlPointLattice()
@@ -156,8 +231,7 @@ def n4_log_bias(
     # field on the geometry of its current input, so point it at the full image
     n4.SetInput(img)
     logb = n4.ReconstructBiasField(lattice)
-    field = itk.array_from_image(logb)
-    return np.ascontiguousarray(field.transpose(2, 1, 0)).astype(np.float32)
+    return itk.array_from_image(logb).transpose(2, 1, 0)  # a copy owned by numpy, viewed as (X, Y, Z)
 
 
 def _plain_float(x: Any) -> torch.Tensor:
@@ -175,12 +249,15 @@ class N4BiasFieldCorrection(Transform):
     the contrast uptake). ``reference_channel=None`` fits and corrects each channel on its own.
 
     Args:
-        shrink: shrink factor for the fit (default 4; see the module docstring for measurements).
+        shrink: shrink factor for the fit on every axis; ``None`` (default) chooses one factor
+            per axis from ``fit_spacing_mm`` (:func:`fit_shrink_factors`), so the fitting grid
+            stays about the same whatever the resolution.
+        fit_spacing_mm: target voxel size (mm) of the fitting grid when ``shrink`` is ``None``.
         iterations: iterations per fitting level (its length is the number of levels).
         spline_distance_mm: B-spline control-point spacing, mm. 300 mm (one B-spline span
             over a breast field of view, ITK's own default of 4 control points) recovered the
-            phantom's log bias with correlation 0.99 (patients 0, 1); 100-200 mm let the field
-            absorb tissue contrast (0.78-0.86).
+            phantom's log bias with correlation 0.99 (demo-size patients 0, 1); 100-200 mm let
+            the field absorb tissue contrast (0.78-0.86).
         control_points: control points per axis (3 integers >= 4); overrides ``spline_distance_mm``.
         convergence: N4 convergence threshold (> 0).
         reference_channel: channel the field is estimated on, or ``None`` for one field per channel.
@@ -205,17 +282,20 @@ class N4BiasFieldCorrection(Transform):
 
     def __init__(
         self,
-        shrink: int = 4,
-        iterations: Sequence[int] = (50, 50, 50, 50),
+        shrink: int | None = None,
+        iterations: Sequence[int] = DEFAULT_ITERATIONS,
         spline_distance_mm: float = 300.0,
         convergence: float = 1e-3,
         reference_channel: int | None = 0,
         spacing: Sequence[float] | None = None,
         return_log_bias: bool = False,
         control_points: Sequence[int] | None = None,
+        fit_spacing_mm: float = DEFAULT_FIT_SPACING_MM,
     ) -> None:
-        if isinstance(shrink, bool) or not isinstance(shrink, int) or shrink < 1:
-            raise ValueError(f"shrink must be an integer >= 1, got {shrink!r}.")
+        if shrink is not None and (isinstance(shrink, bool) or not isinstance(shrink, int) or shrink < 1):
+            raise ValueError(f"shrink must be an integer >= 1 or None, got {shrink!r}.")
+        if isinstance(fit_spacing_mm, bool) or not isinstance(fit_spacing_mm, (int, float)) or not fit_spacing_mm > 0:
+            raise ValueError(f"fit_spacing_mm must be a number > 0 (mm), got {fit_spacing_mm!r}.")
         if isinstance(iterations, (str, bytes)) or not isinstance(iterations, Sequence) or not iterations or any(int(i) < 1 for i in iterations):
             raise ValueError(f"iterations must list >= 1 iterations per level, got {iterations!r}.")
         if not spline_distance_mm > 0:
@@ -234,6 +314,7 @@ class N4BiasFieldCorrection(Transform):
             "spline_distance_mm": float(spline_distance_mm),
             "convergence": float(convergence),
             "control_points": None if control_points is None else tuple(int(c) for c in control_points),
+            "fit_spacing_mm": float(fit_spacing_mm),
         }
         self.reference_channel, self.spacing, self.return_log_bias = reference_channel, spacing, return_log_bias
 

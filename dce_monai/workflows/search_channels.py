@@ -752,7 +752,9 @@ def run_search(
     else:
         import multiprocessing as mp
 
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        from .threads import resolve_threads
+
+        threads = resolve_threads(None, workers)  # the CPUs this process may use, shared among the workers
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(str(cache.path), threads)) as ex:
             futs = [ex.submit(_worker_task, (g, f, folds, st, str(cells_dir), fingerprint)) for g, f in groups]
             for fu in futs:

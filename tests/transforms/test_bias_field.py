@@ -9,6 +9,8 @@ from dce_monai.transforms.bias_field import (
     N4BiasFieldCorrection,
     N4BiasFieldCorrectiond,
     _itk_image,
+    fit_shrink_factors,
+    n4_log_bias,
     ras_affine_to_itk,
 )
 
@@ -120,7 +122,10 @@ def test_dict_form_shares_one_field_across_phases():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"shrink": 0}, r"shrink must be an integer >= 1, got 0"),
+        ({"shrink": 0}, r"shrink must be an integer >= 1 or None, got 0"),
+        ({"shrink": 2.0}, r"shrink must be an integer >= 1 or None, got 2.0"),
+        ({"fit_spacing_mm": 0}, r"fit_spacing_mm must be a number > 0 \(mm\), got 0"),
+        ({"fit_spacing_mm": "6"}, r"fit_spacing_mm must be a number > 0 \(mm\), got '6'"),
         ({"iterations": ()}, r"iterations must list >= 1 iterations per level, got \(\)"),
         ({"iterations": (50, 0)}, r"iterations must list >= 1 iterations per level"),
         ({"spline_distance_mm": 0}, r"spline_distance_mm must be > 0, got 0"),
@@ -162,3 +167,55 @@ def test_input_errors():
         N4BiasFieldCorrectiond(["T1pre", "T1post1"], spacing=(1, 1, 1), iterations=(2,))({"T1pre": x, "T1post1": torch.ones(1, 16, 16, 4)})
     with pytest.raises(ValueError, match=r"reference_channel is not an option of N4BiasFieldCorrectiond"):
         N4BiasFieldCorrectiond(["T1pre"], reference_channel=1)
+
+
+@pytest.mark.parametrize(
+    ("spacing", "fit", "expected"),
+    [((0.7, 0.7, 2.0), 6.0, [9, 9, 3]), ((1.6, 1.6, 3.0), 6.0, [4, 4, 2]), ((0.35, 0.35, 1.0), 6.0, [17, 17, 6]), ((8.0, 8.0, 8.0), 6.0, [1, 1, 1])],
+)
+def test_fit_shrink_factors_keep_the_fitting_grid_in_mm(spacing, fit, expected):
+    factors = fit_shrink_factors(spacing, fit)
+    assert factors == expected
+    # the fitting voxel stays near the target whatever the acquisition's resolution
+    assert all(f * s <= max(1.5 * fit, s) for f, s in zip(factors, spacing))
+    assert fit_shrink_factors(spacing, fit, shape=(40, 16, 4)) == [min(expected[0], 5), min(expected[1], 2), 1]
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [(((1.0, 1.0, 1.0), 0.0), r"fit_spacing_mm must be > 0, got 0.0"), (((1.0, 0.0, 1.0), 6.0), r"spacing must be positive \(mm\), got \[1.0, 0.0, 1.0\]")],
+)
+def test_fit_shrink_factors_errors(args, match):
+    with pytest.raises(ValueError, match=match):
+        fit_shrink_factors(*args)
+
+
+def test_fit_spacing_drives_the_shrink_and_explicit_shrink_overrides_it():
+    obs, log_bias, body = _volume()
+    aff = _affine()
+    fine = n4_log_bias(obs, aff, fit_spacing_mm=0.5, iterations=(10, 10))  # every factor 1
+    assert np.array_equal(fine, n4_log_bias(obs, aff, shrink=1, iterations=(10, 10)))
+    coarse = n4_log_bias(obs, aff, fit_spacing_mm=8.0, iterations=(10, 10))  # factors (4, 4, 2)
+    assert not np.array_equal(coarse, fine)
+    assert not np.array_equal(coarse, n4_log_bias(obs, aff, shrink=3, fit_spacing_mm=8.0, iterations=(10, 10)))  # shrink wins
+    assert _corr(coarse, log_bias, body) >= 0.9
+    with pytest.raises(ValueError, match=r"spline_order must be an integer in 1..5, got 0"):
+        n4_log_bias(obs, aff, spline_order=0)
+
+
+def test_itk_libraries_load_only_when_a_transform_runs():
+    """Importing the transforms leaves ITK's compiled modules unloaded (their first use costs seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dce_monai.transforms\n"
+        "heavy = lambda: sorted(m for m in sys.modules if m.startswith('itk.') and m.endswith('Python'))\n"
+        "print(len(heavy()))\n"
+        "import numpy as np\n"
+        "from dce_monai.transforms.bias_field import n4_log_bias\n"
+        "n4_log_bias(np.random.default_rng(0).uniform(50, 100, (16, 16, 8)).astype('float32'), np.eye(4), iterations=(1,))\n"
+        "print(len(heavy()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300).stdout.split()
+    assert out[0] == "0" and int(out[1]) > 0

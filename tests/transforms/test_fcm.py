@@ -252,12 +252,32 @@ def test_histogram_uint16_and_sparse_range_paths():
     assert res.n_points == 6 and u.shape == (30, 3)
 
 
-def test_float_image_histogram_mode_uses_bins():
+@pytest.mark.parametrize("n_bins", [2, 256, 1024])
+def test_float_image_histogram_mode_is_exact(n_bins):
+    """Float input: binned warm start, then full iterations: full FCM's mask (2 bins < 3 clusters: full FCM itself)."""
     img, _ = _blob_volume()
-    rel = torch.as_tensor(img / 100.0)  # non-integer relative enhancement
-    full = FuzzyCMeansMask(3, mode="full")(rel)
-    hist = FuzzyCMeansMask(3, mode="histogram", n_bins=2048)(rel)
-    assert (full != hist).float().mean() < 1e-3
+    rng = np.random.default_rng(1)
+    rel = torch.as_tensor(img / 100.0 + rng.uniform(0, 0.01, img.shape))  # non-integer, all values distinct
+    full = FuzzyCMeansMask(3, mode="full", tol=1e-9, membership_threshold=0.5)(rel)
+    hist = FuzzyCMeansMask(3, mode="histogram", n_bins=n_bins, tol=1e-9, membership_threshold=0.5)(rel)
+    assert torch.equal(full, hist)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_histogram_refine_matches_full_fcm_and_binned_error_is_bounded(kind):
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.normal(0, 1, 4000), rng.normal(6, 1, 3000), rng.normal(12, 0.5, 1000)])
+    xin = x if kind == "numpy" else torch.as_tensor(x)
+    full = fuzzy_cmeans(xin, tol=1e-10)
+    exact, u = fuzzy_cmeans_histogram(xin, n_bins=8, refine=True, tol=1e-10)
+    assert u.shape == (len(x), 3) and exact.n_points == len(x)
+    assert torch.allclose(exact.centers, full.centers, atol=1e-8)
+    assert float((u - full.memberships).abs().max()) < 1e-8
+    # without refinement: every value moves by at most half a bin, and so do the centres
+    binned, ub = fuzzy_cmeans_histogram(xin, n_bins=64, tol=1e-10)
+    half_bin = (x.max() - x.min()) / (2 * 64)
+    assert float((binned.centers - full.centers).abs().max()) <= half_bin
+    assert float((ub - full.memberships).abs().max()) > 1e-6  # an approximation, not the exact result
 
 
 def test_seed_point_and_fill_holes():

@@ -1,0 +1,76 @@
+"""Thread counts chosen from the CPUs this process may run on.
+
+``os.cpu_count()`` counts the machine's CPUs, not the ones a container, ``taskset`` or a job
+scheduler lets the process use; torch and OpenMP size their pools from the machine, so a
+process limited to 2 of 64 CPUs runs 64 threads on 2 cores. :func:`available_cpus` reads the
+affinity mask (``os.sched_getaffinity``) instead, and :func:`set_process_threads` applies one
+count to torch's intra-op pool and to the BLAS/OpenMP pools (``threadpoolctl``). The
+``dce-monai --threads N`` option (before the command name) uses them for the whole command.
+
+Oversubscribed cores make thread pools slow and erratic, so on a machine shared with other
+jobs pass a count below the CPUs available.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["available_cpus", "resolve_threads", "set_process_threads"]
+
+
+def available_cpus() -> int:
+    """Number of CPUs this process may run on (``os.sched_getaffinity``; ``os.cpu_count()`` where absent)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS / Windows: no affinity API
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(threads: int | None = None, workers: int = 1) -> int:
+    """Threads per worker: ``threads`` if given, else the available CPUs shared among ``workers``.
+
+    Args:
+        threads: explicit count (>= 1), or ``None`` for ``max(1, available_cpus() // workers)``.
+        workers: processes that will share the CPUs (>= 1).
+
+    Returns:
+        The thread count (>= 1).
+
+    Raises:
+        ValueError: ``threads`` or ``workers`` is not an integer >= 1.
+
+    Example:
+        >>> resolve_threads(3)
+        3
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}.")
+    if threads is None:
+        return max(1, available_cpus() // workers)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}.")
+    return threads
+
+
+def set_process_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads and the BLAS/OpenMP pools to :func:`resolve_threads` ``(threads)``.
+
+    Applies to the rest of the process (a CLI command); for a block that restores the previous
+    counts, see ``limit_threads`` in :mod:`dce_monai.workflows.baseline_kinetics`.
+
+    Args:
+        threads: explicit count (>= 1) or ``None`` for the available CPUs.
+
+    Returns:
+        The count applied.
+
+    Raises:
+        ValueError: ``threads`` is not an integer >= 1.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    n = resolve_threads(threads)
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
+    return n

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from dce_monai.workflows import threads as th
+
+
+def test_available_cpus_follows_the_affinity_mask(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert th.available_cpus() == 3
+
+
+def test_available_cpus_without_affinity_api(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert th.available_cpus() == 6
+
+
+@pytest.mark.parametrize(("threads", "workers", "cpus", "expected"), [(None, 1, 4, 4), (None, 3, 4, 1), (None, 8, 4, 1), (2, 1, 4, 2), (7, 2, 4, 7)])
+def test_resolve_threads(monkeypatch, threads, workers, cpus, expected):
+    monkeypatch.setattr(th, "available_cpus", lambda: cpus)
+    assert th.resolve_threads(threads, workers) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"threads": 0}, r"threads must be an integer >= 1, got 0"),
+        ({"threads": 1.5}, r"threads must be an integer >= 1, got 1.5"),
+        ({"threads": True}, r"threads must be an integer >= 1, got True"),
+        ({"workers": 0}, r"workers must be an integer >= 1, got 0"),
+    ],
+)
+def test_resolve_threads_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        th.resolve_threads(**kwargs)
+
+
+def test_set_process_threads_sets_torch_and_blas():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # restores the BLAS/OpenMP pools afterwards
+        try:
+            assert th.set_process_threads(1) == 1
+            assert torch.get_num_threads() == 1
+            assert all(p["num_threads"] == 1 for p in threadpool_info())
+        finally:
+            torch.set_num_threads(before)
