@@ -92,6 +92,7 @@ import re
 import secrets
 import stat
 import tempfile
+import uuid
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -1033,9 +1034,13 @@ def _save_nifti(arr: np.ndarray, affine_ras: np.ndarray, path: Path) -> None:
     img.header.set_xyzt_units("mm", "sec")
     img.set_qform(affine_ras, code=1)
     img.set_sform(affine_ras, code=1)
-    tmp = path.with_name(path.name.replace(".nii.gz", ".tmp.nii.gz"))
-    nib.save(img, str(tmp))
-    os.replace(tmp, path)
+    # a name unique to this process and call, so two ingests into one folder never write the same temporary
+    tmp = path.with_name(f".{path.name.replace('.nii.gz', '')}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.nii.gz")
+    try:
+        nib.save(img, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _resample_to(arr: np.ndarray, aff_ras: np.ndarray, ref_shape: tuple[int, ...], ref_aff: np.ndarray) -> np.ndarray:

@@ -20,11 +20,12 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["file_sha256", "fingerprint", "read_cell", "read_json", "settings_diff", "write_json_atomic"]
+__all__ = ["file_sha256", "fingerprint", "read_cell", "read_json", "run_lock", "settings_diff", "write_json_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -146,3 +147,67 @@ def read_cell(path: str | Path, fingerprint_: str, settings: Mapping[str, Any] |
             f"{fingerprint_!r}){what}. {remedy}".rstrip()
         )
     return cell
+
+
+@contextmanager
+def run_lock(folder: str | Path, command: str, tag: str = "all") -> Iterator[Path]:
+    """Hold ``folder/.lock-<tag>`` while a run writes into ``folder``; refuse a second live run.
+
+    Two runs of a command on one output folder would compute the same cells twice and race
+    on the same files. The lock is a file created exclusively (``O_CREAT | O_EXCL``) holding
+    the pid and host. ``tag`` ``"all"`` (an unsharded run) conflicts with every other lock;
+    a shard tag (e.g. ``"shard-0-of-4"``) conflicts with ``"all"`` and the same shard only, so
+    the shards of one run can share a folder. A lock left by a process that no longer runs on
+    this host is removed with a warning.
+
+    Args:
+        folder: the run's output folder (created).
+        command: the command's name, for the message.
+        tag: ``"all"`` or a shard tag.
+
+    Yields:
+        The lock file.
+
+    Raises:
+        ValueError: a live run holds a conflicting lock (its pid, host and lock file named).
+
+    Example:
+        >>> with run_lock("runs/search", "search-channels", "shard-0-of-4"):  # doctest: +SKIP
+        ...     run_cells()
+    """
+    import socket
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    host = socket.gethostname()
+    mine = folder / f".lock-{tag}"
+    others = list(folder.glob(".lock-*")) if tag == "all" else [folder / ".lock-all", mine]
+    for p in others:
+        info = read_json(p) if p.is_file() else None
+        if not isinstance(info, dict) or "pid" not in info:
+            continue
+        live = info.get("host") != host
+        if not live:
+            try:
+                os.kill(int(info["pid"]), 0)
+                live = True
+            except ProcessLookupError:
+                logger.warning("removing the stale lock %s of pid %s (no longer running)", p, info["pid"])
+                p.unlink(missing_ok=True)
+            except PermissionError:
+                live = True
+        if live:
+            raise ValueError(
+                f"{folder} is in use by another {command} run (pid {info['pid']} on {info.get('host')}, {p.name}); "
+                f"wait for it to finish, or delete {p} if that run is gone."
+            )
+    try:
+        fd = os.open(mine, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise ValueError(f"{folder} is in use by another {command} run ({mine.name} appeared meanwhile); wait for it to finish.") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump({"pid": os.getpid(), "host": host, "command": command}, f)
+    try:
+        yield mine
+    finally:
+        mine.unlink(missing_ok=True)

@@ -68,7 +68,7 @@ from dce_monai.sequences import PRE, SEQUENCES, SUB, post_name, sort_sequences, 
 from dce_monai.sequences import triplets as all_triplets
 from dce_monai.transforms.intensity import IMAGENET_MEAN, IMAGENET_STD
 from dce_monai.workflows.cells import fingerprint as cell_fingerprint
-from dce_monai.workflows.cells import read_cell, settings_diff, write_json_atomic
+from dce_monai.workflows.cells import read_cell, run_lock, settings_diff, write_json_atomic
 from dce_monai.workflows.patch_cache import (
     PatchCache,
     get_patch_cache,
@@ -701,70 +701,71 @@ def run_search(
     out = Path(out_dir)
     cells_dir = out / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
-    m = require_valid(manifest, skip_invalid=skip_invalid)  # every problem listed before any work
-    m, trips, left_out = plan_channels(m, triplets)
-    for pid, why in left_out:
-        logger.warning("channel search: patient %s left out: %s", pid, why)
-    channels = sort_sequences(sorted({c for t in trips for c in t}))
-    cache = get_patch_cache(m, out / "cache", sequences=channels, size=ps, dtype=cache_dtype, progress=progress)
-    lesions = cache.lesion_table()
-    folds_path = out / "folds.json"
-    folds = patient_folds(lesions, k=k, seed=seed)
-    check_fold_classes(lesions, folds, source=str(folds_path))
-    if folds_path.is_file():
-        if read_folds(folds_path) != folds:
-            raise ValueError(f"{folds_path} holds other folds than this cohort/k/seed gives; use another --out folder.")
-    else:
-        write_folds(folds, folds_path, k=k, seed=seed, manifest=str(m.path))
-    fingerprint = cell_fingerprint({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict()})
-    run_info = {"manifest": str(m.path), "k": k, "triplets": [list(t) for t in trips], "settings": st.fingerprint_dict(),
-                "fingerprint": fingerprint, "cache": str(cache.path), "n_patches": len(cache), "n_lesions": len(lesions),
-                "skipped_lesions": cache.skipped_lesions, "target": m.target, "channels": channels,
-                "left_out_patients": [list(x) for x in left_out]}
-    run_path = out / "run.json"
-    if run_path.is_file():
-        try:
-            prev = json.loads(run_path.read_text())
-        except json.JSONDecodeError:
-            prev = None
-        if prev and prev.get("triplets") != run_info["triplets"]:
-            raise ValueError(f"{run_path} lists other triplets ({len(prev.get('triplets', []))}) than this run ({len(trips)}); use the same --triplets for every shard.")
-        if prev and prev.get("fingerprint") != fingerprint:
-            old = {**(prev.get("settings") or {}), "k": prev.get("k")}
-            diff = settings_diff(old, {**run_info["settings"], "k": k}) or ["the patch cache (cohort files, channels or patch size) differs"]
-            raise ValueError(f"{run_path} belongs to a run with other data or settings ({'; '.join(diff)}); use another --out folder.")
-    _write_json_atomic(run_path, run_info)
-    cells = [(t, f) for t in trips for f in range(k)]
-    mine = cells[sh[0] :: sh[1]] if sh else cells
-    pending = [(t, f) for t, f in mine if _read_cell(cells_dir / f"{cell_name(t, f)}.json", fingerprint) is None]
-    groups: list[tuple[list[tuple[str, ...]], int]] = []
-    for f in range(k):
-        tf = [t for t, ff in pending if ff == f]
-        groups += [(tf[i : i + group_size], f) for i in range(0, len(tf), group_size)]
-    bar = _progress(len(pending), f"channel search{'' if not sh else f' shard {sh[0]}/{sh[1]}'}") if progress else None
-    if workers == 1:
-        images = cache.images.to(dev)
-        template = _new_model(st)
-        for g, f in groups:
-            _run_and_write(cache, g, f, folds, st, dev, amp, cells_dir, fingerprint, images, template)
-            if bar:
-                bar.update(len(g))
-    else:
-        import multiprocessing as mp
-
-        from .threads import resolve_threads
-
-        threads = resolve_threads(None, workers)  # the CPUs this process may use, shared among the workers
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(str(cache.path), threads)) as ex:
-            futs = [ex.submit(_worker_task, (g, f, folds, st, str(cells_dir), fingerprint)) for g, f in groups]
-            for fu in futs:
-                done = fu.result()
+    with run_lock(out, "search-channels", "all" if sh is None else f"shard-{sh[0]}-of-{sh[1]}"):
+        m = require_valid(manifest, skip_invalid=skip_invalid)  # every problem listed before any work
+        m, trips, left_out = plan_channels(m, triplets)
+        for pid, why in left_out:
+            logger.warning("channel search: patient %s left out: %s", pid, why)
+        channels = sort_sequences(sorted({c for t in trips for c in t}))
+        cache = get_patch_cache(m, out / "cache", sequences=channels, size=ps, dtype=cache_dtype, progress=progress)
+        lesions = cache.lesion_table()
+        folds_path = out / "folds.json"
+        folds = patient_folds(lesions, k=k, seed=seed)
+        check_fold_classes(lesions, folds, source=str(folds_path))
+        if folds_path.is_file():
+            if read_folds(folds_path) != folds:
+                raise ValueError(f"{folds_path} holds other folds than this cohort/k/seed gives; use another --out folder.")
+        else:
+            write_folds(folds, folds_path, k=k, seed=seed, manifest=str(m.path))
+        fingerprint = cell_fingerprint({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict()})
+        run_info = {"manifest": str(m.path), "k": k, "triplets": [list(t) for t in trips], "settings": st.fingerprint_dict(),
+                    "fingerprint": fingerprint, "cache": str(cache.path), "n_patches": len(cache), "n_lesions": len(lesions),
+                    "skipped_lesions": cache.skipped_lesions, "target": m.target, "channels": channels,
+                    "left_out_patients": [list(x) for x in left_out]}
+        run_path = out / "run.json"
+        if run_path.is_file():
+            try:
+                prev = json.loads(run_path.read_text())
+            except json.JSONDecodeError:
+                prev = None
+            if prev and prev.get("triplets") != run_info["triplets"]:
+                raise ValueError(f"{run_path} lists other triplets ({len(prev.get('triplets', []))}) than this run ({len(trips)}); use the same --triplets for every shard.")
+            if prev and prev.get("fingerprint") != fingerprint:
+                old = {**(prev.get("settings") or {}), "k": prev.get("k")}
+                diff = settings_diff(old, {**run_info["settings"], "k": k}) or ["the patch cache (cohort files, channels or patch size) differs"]
+                raise ValueError(f"{run_path} belongs to a run with other data or settings ({'; '.join(diff)}); use another --out folder.")
+        _write_json_atomic(run_path, run_info)
+        cells = [(t, f) for t in trips for f in range(k)]
+        mine = cells[sh[0] :: sh[1]] if sh else cells
+        pending = [(t, f) for t, f in mine if _read_cell(cells_dir / f"{cell_name(t, f)}.json", fingerprint) is None]
+        groups: list[tuple[list[tuple[str, ...]], int]] = []
+        for f in range(k):
+            tf = [t for t, ff in pending if ff == f]
+            groups += [(tf[i : i + group_size], f) for i in range(0, len(tf), group_size)]
+        bar = _progress(len(pending), f"channel search{'' if not sh else f' shard {sh[0]}/{sh[1]}'}") if progress else None
+        if workers == 1:
+            images = cache.images.to(dev)
+            template = _new_model(st)
+            for g, f in groups:
+                _run_and_write(cache, g, f, folds, st, dev, amp, cells_dir, fingerprint, images, template)
                 if bar:
-                    bar.update(len(done))
-    if bar:
-        bar.close()
-    return {"cells_total": len(cells), "cells_in_shard": len(mine), "cells_run": len(pending), "cells_skipped": len(mine) - len(pending),
-            "seconds": time.perf_counter() - t0, "out_dir": str(out), "channels": channels, "left_out": left_out}
+                    bar.update(len(g))
+        else:
+            import multiprocessing as mp
+
+            from .threads import resolve_threads
+
+            threads = resolve_threads(None, workers)  # the CPUs this process may use, shared among the workers
+            with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(str(cache.path), threads)) as ex:
+                futs = [ex.submit(_worker_task, (g, f, folds, st, str(cells_dir), fingerprint)) for g, f in groups]
+                for fu in futs:
+                    done = fu.result()
+                    if bar:
+                        bar.update(len(done))
+        if bar:
+            bar.close()
+        return {"cells_total": len(cells), "cells_in_shard": len(mine), "cells_run": len(pending), "cells_skipped": len(mine) - len(pending),
+                "seconds": time.perf_counter() - t0, "out_dir": str(out), "channels": channels, "left_out": left_out}
 
 
 # ----------------------------------------------------------------------------- merge

@@ -200,3 +200,17 @@ def test_rebase_makes_paths_absolute(tmp_path):
     assert d["patients"][0]["exam"]["label_map"] == str(tmp_path.resolve() / "A/lm.nii.gz")
     m = load_manifest(save_manifest(d, tmp_path / "elsewhere" / "m.json"))
     assert m.to_datalist()[0]["T1pre"] == str(tmp_path.resolve() / "A/pre.nii.gz")
+
+
+def test_save_manifest_concurrent_writers_leave_a_whole_file_and_no_temporaries(tmp_path):
+    """Unique temporary names: writers of one manifest at once never share a temporary file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dce_monai.data.manifest import save_manifest
+
+    out = tmp_path / "manifest.json"
+    data = [{"schema_version": "1.0", "dataset": {"name": f"cohort {i}"}, "patients": []} for i in range(16)]
+    with ThreadPoolExecutor(8) as ex:
+        list(ex.map(lambda d: save_manifest(d, out), data))
+    assert json.loads(out.read_text())["dataset"]["name"].startswith("cohort ")
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]

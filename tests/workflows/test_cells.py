@@ -78,3 +78,34 @@ def test_read_cell(tmp_path, caplog):
 def test_settings_diff():
     assert cells.settings_diff({"a": 1, "b": [1, 2]}, {"a": 1, "b": (1, 2)}) == []
     assert cells.settings_diff(None, {"a": 1}) == ["a: '(absent)' -> 1"]
+
+
+def test_run_lock_refuses_a_second_live_run_and_lets_shards_share(tmp_path):
+    import json as _json
+    import os as _os
+    import subprocess
+    import sys
+
+    from dce_monai.workflows.cells import run_lock
+
+    with run_lock(tmp_path, "search-channels", "shard-0-of-2"):
+        with run_lock(tmp_path, "search-channels", "shard-1-of-2"):  # shards of one run share the folder
+            pass
+        with pytest.raises(ValueError, match=r"in use by another search-channels run \(pid \d+ on .*\.lock-shard-0-of-2\)"):
+            with run_lock(tmp_path, "search-channels", "shard-0-of-2"):
+                pass
+        with pytest.raises(ValueError, match=r"in use by another search-channels run .*\.lock-shard-0-of-2"):
+            with run_lock(tmp_path, "search-channels", "all"):
+                pass
+    assert not list(tmp_path.glob(".lock-*"))  # released
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    import socket
+
+    (tmp_path / ".lock-all").write_text(_json.dumps({"pid": int(dead.stdout), "host": socket.gethostname()}))
+    with run_lock(tmp_path, "search-channels", "shard-0-of-2"):  # the stale lock of a finished process is removed
+        assert not (tmp_path / ".lock-all").exists()
+    (tmp_path / ".lock-all").write_text(_json.dumps({"pid": _os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(ValueError, match=r"delete .*\.lock-all if that run is gone"):
+        with run_lock(tmp_path, "search-channels", "shard-1-of-2"):
+            pass
+

@@ -438,3 +438,16 @@ def test_merge_renders_undefined_delong_with_its_reason(tmp_path):
     assert float(rows[0]["delong_p_vs_best"]) == 1.0 and math.isnan(float(rows[1]["delong_p_vs_best"]))
     md = paths["ranking_md"].read_text().splitlines()
     assert md[-1].endswith("| n/a (only one positive lesion) | 0 |") and md[-2].endswith("| 1 | 0 |")  # p, collapsed folds
+
+
+def test_search_refuses_a_folder_in_use(cohort, tmp_path):
+    import json as _json
+    import os as _os
+    import socket
+
+    from dce_monai.workflows.search_channels import run_search
+
+    (tmp_path / ".lock-all").write_text(_json.dumps({"pid": _os.getpid(), "host": socket.gethostname()}))
+    with pytest.raises(ValueError, match=r"in use by another search-channels run"):
+        run_search(cohort, tmp_path, triplets=[("T1pre", "T1post1", "sub")], k=2, epochs=1, image_size=32, patch_size=16, progress=False)
+    assert not (tmp_path / "cells").exists() or not list((tmp_path / "cells").iterdir())
