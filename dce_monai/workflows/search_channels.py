@@ -517,10 +517,6 @@ def run_cells(
 # ----------------------------------------------------------------------------- cells on disk
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    write_json_atomic(path, obj)
-
-
 def _read_cell(path: Path, fingerprint: str) -> dict[str, Any] | None:
     """A finished cell, or None when absent or half-written (it is then recomputed; the file is named in a log line).
 
@@ -548,7 +544,7 @@ def _run_and_write(cache: PatchCache, group: Sequence[Sequence[str]], fold: int,
     names = []
     for r in results:
         name = cell_name(r["triplet"], fold)
-        _write_json_atomic(cells_dir / f"{name}.json", {**r, "fingerprint": fingerprint, "seed": st.seed, "epochs": st.epochs, "complete": True})
+        write_json_atomic(cells_dir / f"{name}.json", {**r, "fingerprint": fingerprint, "seed": st.seed, "epochs": st.epochs, "complete": True})
         names.append(name)
     return names
 
@@ -734,7 +730,7 @@ def run_search(
                 old = {**(prev.get("settings") or {}), "k": prev.get("k")}
                 diff = settings_diff(old, {**run_info["settings"], "k": k}) or ["the patch cache (cohort files, channels or patch size) differs"]
                 raise ValueError(f"{run_path} belongs to a run with other data or settings ({'; '.join(diff)}); use another --out folder.")
-        _write_json_atomic(run_path, run_info)
+        write_json_atomic(run_path, run_info)
         cells = [(t, f) for t in trips for f in range(k)]
         mine = cells[sh[0] :: sh[1]] if sh else cells
         pending = [(t, f) for t, f in mine if _read_cell(cells_dir / f"{cell_name(t, f)}.json", fingerprint) is None]
