@@ -1,0 +1,165 @@
+"""Anatomy of the phantom: body, breasts, fibroglandular tissue and lesions.
+
+:func:`_anatomy` draws the tissue map of one patient (thorax, lungs, heart, two breasts of
+fat and fibroglandular tissue under a skin shell); :func:`_place_lesions` places 1-5
+lesions in the breasts with a malignancy-dependent shape (round/oval or irregular with
+spicules), size (from the reference tumour-volume distribution) and kinetic archetype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from .config import BLOOD, FAT, FIBRO, LUNG, MUSCLE, SKIN, _coords, _quantile_sample
+from .physics import _ARCHETYPES, _CURVE_MIX
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: Any) -> np.ndarray:
+    """Zero-mean, unit-variance Gaussian random field (white noise through a Gaussian filter)."""
+    f = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma_vox, mode="wrap")
+    return (f - f.mean()) / (f.std() + 1e-8)
+
+
+
+def _anatomy(
+    rng: np.random.Generator, shape: tuple[int, int, int], spacing: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    x, y, z = _coords(shape, spacing)
+    fx, fy, fz = (n * s for n, s in zip(shape, spacing))
+    tissue = np.zeros(shape, np.uint8)
+    y_chest = -0.05 * fy + rng.uniform(-0.03, 0.03) * fy  # chest wall surface (mm)
+    # thorax: a wide ellipse behind the chest wall, through all slices
+    thorax = (x / (0.46 * fx)) ** 2 + ((y - y_chest) / (0.42 * fy)) ** 2 <= 1
+    thorax = thorax & (y <= y_chest) & (np.abs(z) <= fz)
+    tissue[np.broadcast_to(thorax, shape)] = MUSCLE
+    inner = (x / (0.40 * fx)) ** 2 + ((y - y_chest + 12) / (0.36 * fy)) ** 2 <= 1
+    inner = np.broadcast_to(inner & (y <= y_chest - 12), shape)
+    tissue[inner] = FAT
+    lungs = np.zeros(shape, bool)
+    for side in (-1, 1):
+        lungs |= (
+            ((x - side * 0.2 * fx) / (0.15 * fx)) ** 2
+            + ((y - y_chest + 0.22 * fy) / (0.15 * fy)) ** 2
+            + (z / (0.7 * fz + 20)) ** 2
+            <= 1
+        )
+    tissue[lungs & inner] = LUNG
+    heart = ((x + 0.02 * fx) / (0.11 * fx)) ** 2 + ((y - y_chest + 0.15 * fy) / (0.1 * fy)) ** 2 + (z / (0.45 * fz + 15)) ** 2 <= 1
+    tissue[np.broadcast_to(heart, shape) & inner] = BLOOD
+    # breasts: half-ellipsoids anterior to the chest wall, sizes varying per patient
+    breast = np.zeros(shape, bool)
+    sep = rng.uniform(0.2, 0.26) * fx
+    for side in (-1, 1):
+        rx = rng.uniform(0.13, 0.2) * fx
+        ry = min(rng.uniform(0.2, 0.4) * fy, 0.5 * fy + (-y_chest) - 6)
+        rz = rng.uniform(0.35, 0.48) * fz
+        e = ((x - side * sep) / rx) ** 2 + ((y - y_chest) / ry) ** 2 + (z / rz) ** 2 <= 1
+        breast |= e & (y > y_chest)
+    skin = breast & ~ndimage.binary_erosion(breast, iterations=1)
+    density = rng.uniform(0.15, 0.6)  # fibroglandular fraction of the breast
+    sigma = tuple(float(np.clip(4.0 / s, 0.7, 6)) for s in spacing)
+    fg_field = _smooth_field(rng, shape, sigma)
+    interior = breast & ~skin
+    thr = np.quantile(fg_field[interior], 1 - density) if interior.any() else 0.0
+    # glandular tissue concentrates near the centre of each breast
+    tissue[interior] = FAT
+    tissue[interior & (fg_field > thr)] = FIBRO
+    tissue[skin] = SKIN
+    info = {"y_chest_mm": float(y_chest), "density": float(density)}
+    return tissue, breast.astype(np.uint8), info
+
+
+def _place_lesions(
+    rng: np.random.Generator,
+    tissue: np.ndarray,
+    breast: np.ndarray,
+    spacing: tuple[float, float, float],
+    n: int,
+    malignant_fraction: float,
+    table: dict[str, tuple[float, ...]] | None = None,
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    shape = tissue.shape
+    label_map = np.zeros(shape, np.uint8)
+    dist_in = ndimage.distance_transform_edt(breast, sampling=spacing)
+    lesions: list[dict[str, Any]] = []
+    centres_mm: list[np.ndarray] = []
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float32) * np.asarray(spacing, np.float32)
+    for _ in range(n):
+        malignant = int(rng.random() < malignant_fraction)
+        # volume from the real tumour-volume distribution, shrunk to fit a small breast;
+        # benign lesions are smaller on average, with overlap
+        vol = _quantile_sample(rng, "tum_vol", table) * (1.0 if malignant else 0.45)
+        radius = float(np.clip((3 * vol / (4 * math.pi)) ** (1 / 3), 4.0, 16.0))
+        for _attempt in range(60):
+            cand = np.argwhere((dist_in > radius + 3) & (tissue != SKIN))
+            if len(cand) == 0:
+                radius *= 0.8
+                continue
+            c = cand[rng.integers(len(cand))] * np.asarray(spacing)
+            if all(np.linalg.norm(c - o) > radius + r + 4 for o, r in centres_mm):
+                break
+        else:
+            continue
+        centres_mm.append((c, radius))  # type: ignore[arg-type]
+        d = grid - c.astype(np.float32)
+        axes = rng.uniform(0.75, 1.25, 3)
+        rot = _random_rotation(rng)
+        q = (d @ rot.T) / (radius * axes.astype(np.float32))
+        r = np.sqrt((q**2).sum(-1))
+        # shape: irregular (malignant, mostly) = strong low-frequency radial modulation + spicules
+        irregular = rng.random() < (0.8 if malignant else 0.2)
+        sig = tuple(float(np.clip(0.35 * radius / s, 0.6, 4)) for s in spacing)
+        noise = _smooth_field(rng, shape, sig)
+        amp = 0.35 if irregular else 0.06
+        inside = (r + amp * noise) < 1.0
+        if irregular:
+            for _s in range(int(rng.integers(3, 7))):
+                direction = rng.normal(size=3)
+                direction /= np.linalg.norm(direction)
+                length = radius * rng.uniform(0.8, 1.6)
+                t = np.linspace(0.8 * radius, 0.8 * radius + length, 24)
+                pts = c + t[:, None] * direction
+                idx = np.round(pts / np.asarray(spacing)).astype(int)
+                ok = np.all((idx >= 0) & (idx < np.asarray(shape)), axis=1)
+                idx = idx[ok]
+                inside[tuple(idx.T)] = True
+        inside &= breast.astype(bool) & (label_map == 0) & (tissue != SKIN)
+        if inside.sum() < 8:
+            centres_mm.pop()
+            continue
+        value = len(lesions) + 1
+        label_map[inside] = value
+        archetype = rng.choice(list(_CURVE_MIX[malignant]), p=list(_CURVE_MIX[malignant].values()))
+        alpha0, beta0 = _ARCHETYPES[str(archetype)]
+        kin = {
+            "A_mM": float(rng.uniform(0.25, 0.5) if malignant else rng.uniform(0.12, 0.35)),
+            "alpha_per_min": float(alpha0 * rng.lognormal(0, 0.2)),
+            "beta_per_min": float(beta0 * rng.lognormal(0, 0.25)),
+            "rim": bool(malignant and rng.random() < 0.6),
+            "heterogeneity": float(rng.uniform(0.25, 0.5) if malignant else rng.uniform(0.05, 0.2)),
+        }
+        lesions.append(
+            {
+                "label_value": value,
+                "malignant": malignant,
+                "archetype": str(archetype),
+                "irregular": bool(irregular),
+                "radius_mm": radius,
+                "centre_vox": [int(v) for v in np.round(c / np.asarray(spacing))],
+                "volume_mm3": float(inside.sum() * np.prod(spacing)),
+                "kinetics": kin,
+            }
+        )
+    return label_map, lesions
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q.astype(np.float32)
