@@ -92,7 +92,6 @@ import re
 import secrets
 import stat
 import tempfile
-import uuid
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -102,6 +101,7 @@ from typing import Any
 
 import numpy as np
 
+from dce_monai.data.io import write_nifti
 from dce_monai.data.manifest import save_manifest
 from dce_monai.sequences import PRE, T2, post_name
 
@@ -1027,22 +1027,6 @@ def _write_private_csv(path: Path, rows: list[list[str]]) -> None:
             os.unlink(tmp)
 
 
-def _save_nifti(arr: np.ndarray, affine_ras: np.ndarray, path: Path) -> None:
-    import nibabel as nib
-
-    img = nib.Nifti1Image(arr, affine_ras)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine_ras, code=1)
-    img.set_sform(affine_ras, code=1)
-    # a name unique to this process and call, so two ingests into one folder never write the same temporary
-    tmp = path.with_name(f".{path.name.replace('.nii.gz', '')}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.nii.gz")
-    try:
-        nib.save(img, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _resample_to(arr: np.ndarray, aff_ras: np.ndarray, ref_shape: tuple[int, ...], ref_aff: np.ndarray) -> np.ndarray:
     """Trilinear resampling onto a reference grid with MONAI ``ResampleToMatch``."""
     import torch
@@ -1153,7 +1137,7 @@ def ingest_dicom(
                 logger.info("%s: %s resampled to the T1pre grid", case, name)
                 arr = _resample_to(arr, v.affine_ras, ref.shape, ref.affine_ras)
             rel = f"{pid}/{pid}_{name}.nii.gz"
-            _save_nifti(arr, ref.affine_ras, out / rel)
+            write_nifti(arr, ref.affine_ras, out / rel)
             seqs[name] = rel
         spacing = np.linalg.norm(ref.affine_ras[:3, :3], axis=0)
         exam: dict[str, Any] = {"sequences": seqs}

@@ -26,6 +26,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from dce_monai.data.io import write_nifti
 from dce_monai.sequences import PRE, post_name
 
 __all__ = ["MAMA_MIA_COLUMNS", "export_mama_mia"]
@@ -107,7 +108,7 @@ def export_mama_mia(
                 shutil.copyfile(m.resolve(exam["sequences"][seq]), folder / f"{low}_{k:04d}.nii.gz")
             lm_img = nib.load(m.resolve(exam["label_map"]))
             mask = _tumour_mask(np.asarray(lm_img.dataobj), p["lesions"])
-            nib.save(nib.Nifti1Image(mask, lm_img.affine), str(seg_dir / f"{low}.nii.gz"))
+            write_nifti(mask, lm_img.affine, seg_dir / f"{low}.nii.gz")
             labels = p.get("labels", {})
             times = exam.get("acquisition_times_s", {})
             event = labels.get("recurrence_event")

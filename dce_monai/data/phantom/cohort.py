@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from dce_monai.data.io import write_nifti
 from dce_monai.sequences import T2
 
 from .anatomy import _anatomy, _place_lesions
@@ -235,16 +236,6 @@ def _outcomes(rng: np.random.Generator, lesions: list[dict[str, Any]], stromal: 
 # ----------------------------------------------------------------------------- writing
 
 
-def _save_nifti(arr: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    import nibabel as nib
-
-    img = nib.Nifti1Image(arr, affine)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    nib.save(img, str(path))
-
-
 def write_case(case: PhantomCase, out_dir: str | Path) -> dict[str, Any]:
     """Write a case as NIfTI files under ``out_dir/<pid>/``; return its manifest patient entry.
 
@@ -257,7 +248,7 @@ def write_case(case: PhantomCase, out_dir: str | Path) -> dict[str, Any]:
     seqs: dict[str, str] = {}
     for name, arr in case.images.items():
         rel = f"{pid}/{pid}_{name}.nii.gz"
-        _save_nifti(arr, case.affine, out / rel)
+        write_nifti(arr, case.affine, out / rel)
         seqs[name] = rel
     extra: dict[str, np.ndarray] = {
         "label_map": case.label_map.astype(np.uint8),
@@ -270,7 +261,7 @@ def write_case(case: PhantomCase, out_dir: str | Path) -> dict[str, Any]:
     }
     for key, arr in extra.items():
         rel = f"{pid}/{pid}_{key}.nii.gz"
-        _save_nifti(arr, case.affine, out / rel)
+        write_nifti(arr, case.affine, out / rel)
         exam[key] = rel
     exam.update(
         spacing_mm=list(case.spacing_mm),
