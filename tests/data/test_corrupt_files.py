@@ -18,7 +18,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from dce_monai.data import validate as validate_mod
+from dce_monai.cli import validate as validate_cli
 from dce_monai.data.validate import read_nifti, validate_cohort
 
 SHAPE = (5, 4, 3)
@@ -261,8 +261,8 @@ def test_corrupt_manifest_becomes_problems(tmp_path: Path, blob: bytes) -> None:
 def test_validate_cli_on_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest, _ = _cohort(tmp_path, truncated_gzip)
     parser = argparse.ArgumentParser()
-    validate_mod.add_cli_arguments(parser)
-    assert validate_mod.cli_main(parser.parse_args([str(manifest), "--json"])) == 1
+    validate_cli.add_cli_arguments(parser)
+    assert validate_cli.cli_main(parser.parse_args([str(manifest), "--json"])) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["invalid"] == ["P1"] and "T1post1.nii.gz" in out["problems"][0]["message"]
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import argparse
 import json
 
 import jsonschema
@@ -14,8 +13,6 @@ from dce_monai.data.phantom import (
     FIBRO,
     REFERENCE_QUANTILES,
     PhantomConfig,
-    add_cli_arguments,
-    cli_main,
     curve_type_from_signal,
     empirical_concentration,
     generate_cohort,
@@ -256,27 +253,6 @@ def test_full_preset_samples_from_reference_csv(tmp_path):
     assert len(c.times_s) - 1 == 2  # n_times 3-4 -> 2-3 post phases, clipped at >= 2
     # tumour volumes 500-2400 mm^3 -> nominal radius (3V/4pi)^(1/3) <= 8.3 mm (16 mm cap otherwise)
     assert c.lesions and all(4.0 <= les["radius_mm"] <= 8.31 for les in c.lesions)
-
-
-def test_generate_cohort_with_reference_csv_and_cli(tmp_path, capsys):
-    ref = _write_reference_csv(tmp_path / "ref.csv")
-    parser = argparse.ArgumentParser()
-    add_cli_arguments(parser)
-    args = parser.parse_args(
-        ["--out", str(tmp_path / "c"), "--patients", "2", "--size", "tiny", "--n-post", "2", "--reference-csv", str(ref)]
-    )
-    assert cli_main(args) == 0
-    path = tmp_path / "c" / "manifest.json"
-    assert f"manifest: {path}" in capsys.readouterr().out
-    data = json.loads(path.read_text())
-    jsonschema.validate(data, schema())
-    gen = data["dataset"]["generator"]
-    assert gen["reference_csv"] == str(ref) and gen["config"]["her2_prevalence"] == pytest.approx(0.25)
-    assert gen["config"]["reference_quantiles"]["n_xy"] == [64.0] * 7
-    exam = data["patients"][0]["exam"]
-    assert exam["field_strength_t"] == 3.0 and list(exam["acquisition_times_s"].values()) == [0.0, 90.0, 180.0]
-    img = nib.load(str(tmp_path / "c" / exam["sequences"]["T2"]))
-    assert img.shape == (64, 64, 16)
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ Where things are (one module per step, each importing only those above it):
 from __future__ import annotations
 
 from .deid import pseudonymize, read_secret_file
-from .ingest import add_cli_arguments, cli_main, ingest_dicom
+from .ingest import ingest_dicom
 from .phases import classify_volume, order_phases
 from .scan import DicomIngestError, DicomSlice, scan_dicom
 from .volumes import LPS_TO_RAS, DicomVolume, affine_lps_to_ras, build_volumes, localizer_reason, read_volume_pixels
@@ -101,11 +101,9 @@ __all__ = [
     "DicomSlice",
     "DicomVolume",
     "LPS_TO_RAS",
-    "add_cli_arguments",
     "affine_lps_to_ras",
     "build_volumes",
     "classify_volume",
-    "cli_main",
     "ingest_dicom",
     "localizer_reason",
     "order_phases",

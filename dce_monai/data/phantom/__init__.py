@@ -55,7 +55,7 @@ Where things are (one module per concern, each importing only those above it):
 
 from __future__ import annotations
 
-from .cohort import add_cli_arguments, cli_main, generate_cohort, simulate_patient, write_case
+from .cohort import generate_cohort, simulate_patient, write_case
 from .config import (
     AIR,
     BLOOD,
@@ -88,8 +88,6 @@ __all__ = [
     "TISSUE_NAMES",
     "PhantomCase",
     "PhantomConfig",
-    "add_cli_arguments",
-    "cli_main",
     "curve_type_from_signal",
     "empirical_concentration",
     "generate_cohort",

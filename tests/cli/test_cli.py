@@ -56,3 +56,32 @@ def test_global_threads_option(monkeypatch, capsys):
     assert main(["--threads", "0", "validate", "no_such_manifest.csv"]) == 2
     assert "threads must be an integer >= 1, got 0" in capsys.readouterr().err
     assert torch.get_num_threads() == before
+
+
+def test_data_layer_holds_no_command_line_code():
+    """Parsers live in dce_monai.cli; the data modules only do the work."""
+    import ast
+    from pathlib import Path
+
+    import dce_monai
+
+    data = Path(dce_monai.__file__).parent / "data"
+    found = []
+    for path in sorted(data.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import) and any(a.name == "argparse" for a in node.names):
+                found.append(f"{path.relative_to(data)}:{node.lineno} imports argparse")
+            elif isinstance(node, ast.FunctionDef) and node.name in ("add_cli_arguments", "cli_main", "main"):
+                found.append(f"{path.relative_to(data)}:{node.lineno} defines {node.name}")
+    assert found == []
+
+
+@pytest.mark.parametrize("command", ["phantom", "validate", "ingest", "import", "folds"])
+def test_data_commands_are_modules_of_the_cli_package(command):
+    import importlib
+
+    module = COMMANDS[command][0]
+    assert module.startswith("dce_monai.cli.")
+    mod = importlib.import_module(module)
+    assert callable(mod.add_cli_arguments) and callable(mod.cli_main)

@@ -1,8 +1,11 @@
 """``dce-monai`` console entry point.
 
-Each subcommand lives in the module that does the work; that module exposes
-``add_cli_arguments(parser)`` and ``cli_main(args) -> int``. This file only maps names
-to modules, so importing the CLI stays cheap (torch/ITK load only for the command run).
+Every subcommand is a module exposing ``add_cli_arguments(parser)`` and
+``cli_main(args) -> int``. The data commands (``phantom``, ``validate``, ``ingest``,
+``import``, ``folds``) are modules of this package, ``dce_monai/cli/<command>.py``, so the
+data layer holds no command-line code; the experiment commands still live in their
+workflow modules (``dce_monai/workflows/*.py``). This file only maps names to modules, so
+importing the CLI stays cheap (torch/ITK load only for the command run).
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "phantom": ("dce_monai.data.phantom", "generate a synthetic breast DCE-MRI cohort (NIfTI + manifest)"),
-    "validate": ("dce_monai.data.validate", "check a manifest and the files it names; list every problem"),
-    "ingest": ("dce_monai.data.dicom", "convert a DICOM folder (DCE phases, T2) into de-identified NIfTI per sequence + manifest"),
-    "import": ("dce_monai.data.importers", "convert a real dataset layout (MAMA-MIA, mapping CSV, BreastDCEDL) into a manifest"),
-    "folds": ("dce_monai.data.folds", "write patient-wise stratified k-fold splits for a manifest"),
+    "phantom": ("dce_monai.cli.phantom", "generate a synthetic breast DCE-MRI cohort (NIfTI + manifest)"),
+    "validate": ("dce_monai.cli.validate", "check a manifest and the files it names; list every problem"),
+    "ingest": ("dce_monai.cli.ingest", "convert a DICOM folder (DCE phases, T2) into de-identified NIfTI per sequence + manifest"),
+    "import": ("dce_monai.cli.importers", "convert a real dataset layout (MAMA-MIA, mapping CSV, BreastDCEDL) into a manifest"),
+    "folds": ("dce_monai.cli.folds", "write patient-wise stratified k-fold splits for a manifest"),
     "search-channels": ("dce_monai.workflows.search_channels", "seed 1's channel-triplet search: all triplets x k patient-wise folds, resumable, shardable, ranked table"),
     "compare-masking": ("dce_monai.workflows.compare_masking", "seed 2's experiment: no_mask / mask_only / mask_guided x k patient-wise folds through the maskguided_vgg3d bundle, resumable, ACC/AUC + attention-in-mask table"),
     "baseline-kinetics": ("dce_monai.workflows.baseline_kinetics", "kinetic-feature baseline (logistic regression, gradient boosting) on the deep models' patient-wise folds"),
@@ -28,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from dce_monai import __version__
 
     parser = argparse.ArgumentParser(
         prog="dce-monai", description="MONAI-based toolkit for breast DCE-MRI."
@@ -54,14 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mod = importlib.import_module(args._module)
     try:
-        from .workflows.threads import set_process_threads
+        from dce_monai.workflows.threads import set_process_threads
 
         set_process_threads(args.process_threads)
         return int(mod.cli_main(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as e:  # user errors: message, no traceback
         print(f"dce-monai {args.command}: error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
