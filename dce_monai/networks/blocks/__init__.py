@@ -1,1 +1,0 @@
-"""dce_monai.networks.blocks."""
