@@ -152,16 +152,18 @@ class PatchDataset(Dataset):
         lesions: sequence whose items are lists of patch dicts (or single dicts).
         transform: per-patch transform applied in ``__getitem__``.
         keys: patch keys kept (missing ones are skipped).
+        allow_empty: accept a dataset without any patch (e.g. the validation set of a run
+            that does not validate); otherwise no patch at all is an error.
 
     Raises:
         TypeError: an item is not a dict or a list of dicts.
-        ValueError: no patch at all.
+        ValueError: no patch at all (unless ``allow_empty``).
 
     Example:
         >>> ds = PatchDataset(CacheDataset(datalist, preprocessing), transform=augment)  # doctest: +SKIP
     """
 
-    def __init__(self, lesions: Sequence[Any], transform: Callable | None = None, keys: Sequence[str] = PATCH_KEYS) -> None:
+    def __init__(self, lesions: Sequence[Any], transform: Callable | None = None, keys: Sequence[str] = PATCH_KEYS, allow_empty: bool = False) -> None:
         patches: list[dict[str, Any]] = []
         for i in range(len(lesions)):
             item = lesions[i]
@@ -169,7 +171,7 @@ class PatchDataset(Dataset):
             if not isinstance(items, (list, tuple)) or not all(isinstance(p, Mapping) for p in items):
                 raise TypeError(f"lesions[{i}] must be a dict or a list of dicts, got {type(item).__name__}.")
             patches.extend({k: p[k] for k in keys if k in p} for p in items)
-        if not patches:
+        if not patches and not allow_empty:
             raise ValueError(f"no patch in {len(lesions)} lesion(s): every lesion yielded an empty list.")
         super().__init__(data=patches, transform=transform)
 
