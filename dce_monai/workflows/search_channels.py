@@ -85,6 +85,7 @@ __all__ = [
     "predict_group",
     "run_cells",
     "run_search",
+    "search_patch_cache",
     "search_workflow",
     "triplet_name",
 ]
@@ -262,6 +263,19 @@ def bundle_preprocessing(manifest: str | Path, channels: Sequence[str], patch_si
     key = cell_fingerprint({"bundle": bundle_configs_hash(), "channels": list(channels), "patch_size": over["patch_size"],
                        "register_phases": parser.get("register_phases"), **{k: v for k, v in overrides.items() if k != "device"}})
     return parser.get_parsed_content("preprocessing"), key
+
+
+def search_patch_cache(manifest: str | Path | Manifest, cache_dir: str | Path, channels: Sequence[str], patch_size: int | Sequence[int] = 50,
+                       dtype: str = "float32", progress: bool = True) -> PatchCache:
+    """The search's patch cache: the seed 1 bundle's ``preprocessing`` run once over the cohort with ``channels``.
+
+    Example:
+        >>> cache = search_patch_cache("cohort/manifest.json", "out/cache", ["T1pre", "T1post3", "sub"])  # doctest: +SKIP
+    """
+    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    pre, key = bundle_preprocessing(m.path, channels, ps)
+    return get_patch_cache(m, cache_dir, pre, key, sequences=channels, dtype=dtype, progress=progress)
 
 
 def search_workflow(cache: PatchCache, group: Sequence[Sequence[str]], fold: int, folds_file: str | Path, st: SearchSettings,
@@ -599,8 +613,7 @@ def run_search(
         for pid, why in left_out:
             logger.warning("channel search: patient %s left out: %s", pid, why)
         channels = sort_sequences(sorted({c for t in trips for c in t}))
-        pre, pre_key = bundle_preprocessing(m.path, channels, ps)
-        cache = get_patch_cache(m, out / "cache", pre, pre_key, sequences=channels, dtype=cache_dtype, progress=progress)
+        cache = search_patch_cache(m, out / "cache", channels, ps, dtype=cache_dtype, progress=progress)
         lesions = cache.lesion_table()
         folds_path = out / "folds.json"
         folds = patient_folds(lesions, k=k, seed=seed)
