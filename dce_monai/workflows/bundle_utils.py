@@ -59,7 +59,8 @@ def fold_datalist(
     """Datalist of one split of one fold, from a manifest and a folds file.
 
     Fold ``fold`` is the held-out ``test`` split; the other folds form ``train`` (minus a
-    patient-wise ``val`` share when ``val_fraction > 0``), as in
+    patient-wise ``val`` share, stratified on the target, when ``val_fraction > 0``: the inner
+    validation split a bundle may monitor and choose ``model_best.pt`` on, never the held-out fold), as in
     :func:`dce_monai.data.folds.fold_split`. ``split="all"`` returns every record (then
     ``folds`` may be ``None``).
 
@@ -78,7 +79,7 @@ def fold_datalist(
 
     Raises:
         ValueError: unknown ``split``, ``fold`` out of range, no folds file for a fold split,
-            an empty split, or a fold whose test or training part holds one class only
+            an empty split (``val`` with ``val_fraction`` 0 is an empty list, not an error), or a fold whose test or training part holds one class only
             (checked for every fold before any training starts).
 
     Example:
@@ -94,6 +95,8 @@ def fold_datalist(
     if not 0 <= int(fold) < len(fold_lists):
         raise ValueError(f"fold must be in [0, {len(fold_lists)}) for {str(folds)!r}, got {fold!r}.")
     check_fold_classes(records, fold_lists, source=str(folds))
+    if split == "val" and not val_fraction > 0:
+        return []  # a run without an inner validation split (val_fraction 0) validates nothing
     parts = fold_split(records, fold_lists, int(fold), val_fraction=val_fraction, seed=seed)
     out = parts.get(split, [])
     if not out:

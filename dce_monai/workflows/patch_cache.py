@@ -196,6 +196,11 @@ def build_patch_cache(
     path = out_dir / f"patches_{key[:16]}.pt"
     seqs = st["sequences"]
     datalist = m.to_datalist(level="lesion", label=label)
+    need = files_needed(seqs)
+    for rec in datalist:
+        lacking = [q for q in need if q not in rec]
+        if lacking:
+            raise ValueError(f"patient {rec['patient_id']!r} has no {lacking} in {m.path}; the cache of channels {seqs} needs {need} for every patient.")
     from tqdm.auto import tqdm
 
     images: list[torch.Tensor] = []

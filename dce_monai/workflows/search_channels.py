@@ -279,7 +279,8 @@ def search_patch_cache(manifest: str | Path | Manifest, cache_dir: str | Path, c
 
 
 def search_workflow(cache: PatchCache, group: Sequence[Sequence[str]], fold: int, folds_file: str | Path, st: SearchSettings,
-                    device: str | torch.device = "cpu", amp: bool = False, output_dir: str | Path | None = None, manifest: str | Path = "") -> Any:
+                    device: str | torch.device = "cpu", amp: bool = False, output_dir: str | Path | None = None, manifest: str | Path = "",
+                    network_factory: Any = None) -> Any:
     """The seed 1 bundle's training workflow for one group of cells (``train.json`` + ``search.json``), initialised.
 
     Args:
@@ -292,6 +293,9 @@ def search_workflow(cache: PatchCache, group: Sequence[Sequence[str]], fold: int
         amp: bfloat16 autocast (CUDA).
         output_dir: where the bundle writes TensorBoard curves (default: a temporary folder).
         manifest: the cohort manifest (recorded in the config; the data come from the cache).
+        network_factory: ``f(channels, triplets, seed) -> nn.Module`` returning a group with
+            outputs ``(B, K, 2)`` that replaces the bundle's ``network_def`` (e.g. a cheaper
+            network to test the search machinery); None: the bundle's ResNet34 group.
 
     Returns:
         An initialised ``monai.bundle.ConfigWorkflow``; ``run()`` trains the group.
@@ -301,12 +305,13 @@ def search_workflow(cache: PatchCache, group: Sequence[Sequence[str]], fold: int
     from dce_monai.workflows.bundle_utils import bundle_workflow
 
     out = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="search_cell_"))
+    extra = {} if network_factory is None else {"network_def": network_factory(list(cache.channel_names), [list(t) for t in group], st.seed)}
     return bundle_workflow(
         BUNDLE, ["train.json", "search.json"], "train",
         cache=cache, triplets=[list(t) for t in group], channels=list(cache.channel_names), fold=int(fold), folds=str(folds_file),
         manifest=str(manifest), validate_data=False,
         device=torch.device(device), amp=bool(amp) and torch.device(device).type == "cuda", output_dir=str(out),
-        ckpt_dir=str(out / "models"), train_state_dir=str(out / "train_state"), resume=False, **st.overrides(),
+        ckpt_dir=str(out / "models"), train_state_dir=str(out / "train_state"), resume=False, **st.overrides(), **extra,
     )
 
 
@@ -357,6 +362,7 @@ def run_cells(
     amp: bool = True,
     output_dir: str | Path | None = None,
     manifest: str | Path = "",
+    network_factory: Any = None,
 ) -> list[dict[str, Any]]:
     """Train (one bundle run) and evaluate the cells ``(triplet, fold)`` for every triplet of ``group``.
 
@@ -370,6 +376,7 @@ def run_cells(
         amp: bfloat16 autocast on CUDA.
         output_dir: the run's TensorBoard folder (default: temporary).
         manifest: the cohort manifest path (recorded in the bundle config).
+        network_factory: see :func:`search_workflow`.
 
     Returns:
         One result dict per triplet: held-out per-lesion probabilities (max over patches),
@@ -392,7 +399,7 @@ def run_cells(
     train_classes = sorted(set(cache.labels.numpy()[~is_test].tolist()))
     if len(train_classes) < 2:
         raise ValueError(f"fold {fold}: the training patients hold one class only ({train_classes}); use a smaller k.")
-    wf = search_workflow(cache, group, fold, folds_file, st, device, amp, output_dir, manifest)
+    wf = search_workflow(cache, group, fold, folds_file, st, device, amp, output_dir, manifest, network_factory)
     t0 = time.perf_counter()
     wf.run()
     t_train = time.perf_counter() - t0
@@ -448,9 +455,10 @@ def _worker_task(args: tuple[Any, ...]) -> list[str]:
 
 
 def _run_and_write(cache: PatchCache, group: Sequence[Sequence[str]], fold: int, folds_file: str | Path, st: SearchSettings, device: str, amp: bool,
-                   cells_dir: Path, fingerprint: str, runs_dir: str | Path | None = None, manifest: str | Path = "") -> list[str]:
+                   cells_dir: Path, fingerprint: str, runs_dir: str | Path | None = None, manifest: str | Path = "",
+                   network_factory: Any = None) -> list[str]:
     tb = None if runs_dir is None else Path(runs_dir) / f"fold{fold}__{'__'.join(triplet_name(t) for t in group)}"
-    results = run_cells(cache, group, fold, folds_file, st, device, amp, tb, manifest)
+    results = run_cells(cache, group, fold, folds_file, st, device, amp, tb, manifest, network_factory)
     names = []
     for r in results:
         name = cell_name(r["triplet"], fold)
@@ -552,6 +560,7 @@ def run_search(
     cache_dtype: str = "float32",
     progress: bool = True,
     skip_invalid: bool = False,
+    network_factory: Any = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Run (this shard of) the channel search; finished cells are skipped, half-written ones redone.
@@ -575,6 +584,8 @@ def run_search(
             ~10 % faster than 1 on an H100 and on CPU, identical results on CPU).
         cache_dtype: ``"float16"`` or ``"float32"`` patch cache.
         progress: progress bars.
+        network_factory: replaces the bundle's network (see :func:`search_workflow`; its
+            qualified name is part of the cells' fingerprint); CPU serial runs only.
         **settings: further :class:`SearchSettings` fields (``learning_rate``, ``rotate_deg`` ...).
 
     Returns:
@@ -592,6 +603,8 @@ def run_search(
     for name, v in (("workers", workers), ("group_size", group_size), ("k", k)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
+    if workers > 1 and network_factory is not None:
+        raise ValueError("network_factory runs in this process only; use workers=1.")
     if workers > 1 and dev == "cuda":
         raise ValueError(f"workers={workers} runs CPU processes; on CUDA use workers=1 (and shards for several GPUs).")
     if dev == "cuda" and not torch.cuda.is_available():
@@ -623,7 +636,9 @@ def run_search(
                 raise ValueError(f"{folds_path} holds other folds than this cohort/k/seed gives; use another --out folder.")
         else:
             write_folds(folds, folds_path, k=k, seed=seed, manifest=str(m.path))
-        fingerprint = cell_fingerprint({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict(), "bundle": bundle_configs_hash()})
+        net_name = None if network_factory is None else f"{network_factory.__module__}.{network_factory.__qualname__}"
+        fingerprint = cell_fingerprint({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict(), "bundle": bundle_configs_hash(),
+                                        **({} if net_name is None else {"network": net_name})})
         run_info = {"manifest": str(m.path), "k": k, "triplets": [list(t) for t in trips], "settings": st.fingerprint_dict(),
                     "fingerprint": fingerprint, "cache": str(cache.path), "n_patches": len(cache), "n_lesions": len(lesions),
                     "skipped_lesions": cache.skipped_lesions, "target": m.target, "channels": channels,
@@ -652,7 +667,7 @@ def run_search(
         runs_dir = out / "runs"
         if workers == 1:
             for g, f in groups:
-                _run_and_write(cache, g, f, folds_path, st, dev, amp, cells_dir, fingerprint, runs_dir, m.path)
+                _run_and_write(cache, g, f, folds_path, st, dev, amp, cells_dir, fingerprint, runs_dir, m.path, network_factory)
                 if bar:
                     bar.update(len(g))
         else:
