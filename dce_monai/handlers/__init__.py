@@ -12,6 +12,7 @@ from .checkpoint import (
 )
 from .lesion_auc import LesionAUC
 from .pr_curve import LesionPRCurve
+from .precise_bn import PreciseBatchNorm
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -19,6 +20,7 @@ __all__ = [
     "CamImageHandler",
     "LesionAUC",
     "LesionPRCurve",
+    "PreciseBatchNorm",
     "RandomStates",
     "ResumeFromLatest",
     "cam_overlay",

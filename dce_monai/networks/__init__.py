@@ -1,5 +1,5 @@
 """dce_monai networks."""
 
-from .nets import VGG3DCAM, ResNet34Transfer, load_torchvision_weights, normalize_cam
+from .nets import VGG3DCAM, Lockstep, ResNet34Transfer, load_torchvision_weights, normalize_cam
 
-__all__ = ["VGG3DCAM", "ResNet34Transfer", "load_torchvision_weights", "normalize_cam"]
+__all__ = ["VGG3DCAM", "Lockstep", "ResNet34Transfer", "load_torchvision_weights", "normalize_cam"]

@@ -59,7 +59,8 @@ def fold_datalist(
     """Datalist of one split of one fold, from a manifest and a folds file.
 
     Fold ``fold`` is the held-out ``test`` split; the other folds form ``train`` (minus a
-    patient-wise ``val`` share when ``val_fraction > 0``), as in
+    patient-wise ``val`` share, stratified on the target, when ``val_fraction > 0``: the inner
+    validation split a bundle may monitor and choose ``model_best.pt`` on, never the held-out fold), as in
     :func:`dce_monai.data.folds.fold_split`. ``split="all"`` returns every record (then
     ``folds`` may be ``None``).
 
@@ -78,7 +79,7 @@ def fold_datalist(
 
     Raises:
         ValueError: unknown ``split``, ``fold`` out of range, no folds file for a fold split,
-            an empty split, or a fold whose test or training part holds one class only
+            an empty split (``val`` with ``val_fraction`` 0 is an empty list, not an error), or a fold whose test or training part holds one class only
             (checked for every fold before any training starts).
 
     Example:
@@ -94,6 +95,8 @@ def fold_datalist(
     if not 0 <= int(fold) < len(fold_lists):
         raise ValueError(f"fold must be in [0, {len(fold_lists)}) for {str(folds)!r}, got {fold!r}.")
     check_fold_classes(records, fold_lists, source=str(folds))
+    if split == "val" and not val_fraction > 0:
+        return []  # a run without an inner validation split (val_fraction 0) validates nothing
     parts = fold_split(records, fold_lists, int(fold), val_fraction=val_fraction, seed=seed)
     out = parts.get(split, [])
     if not out:
@@ -152,16 +155,18 @@ class PatchDataset(Dataset):
         lesions: sequence whose items are lists of patch dicts (or single dicts).
         transform: per-patch transform applied in ``__getitem__``.
         keys: patch keys kept (missing ones are skipped).
+        allow_empty: accept a dataset without any patch (e.g. the validation set of a run
+            that does not validate); otherwise no patch at all is an error.
 
     Raises:
         TypeError: an item is not a dict or a list of dicts.
-        ValueError: no patch at all.
+        ValueError: no patch at all (unless ``allow_empty``).
 
     Example:
         >>> ds = PatchDataset(CacheDataset(datalist, preprocessing), transform=augment)  # doctest: +SKIP
     """
 
-    def __init__(self, lesions: Sequence[Any], transform: Callable | None = None, keys: Sequence[str] = PATCH_KEYS) -> None:
+    def __init__(self, lesions: Sequence[Any], transform: Callable | None = None, keys: Sequence[str] = PATCH_KEYS, allow_empty: bool = False) -> None:
         patches: list[dict[str, Any]] = []
         for i in range(len(lesions)):
             item = lesions[i]
@@ -169,7 +174,7 @@ class PatchDataset(Dataset):
             if not isinstance(items, (list, tuple)) or not all(isinstance(p, Mapping) for p in items):
                 raise TypeError(f"lesions[{i}] must be a dict or a list of dicts, got {type(item).__name__}.")
             patches.extend({k: p[k] for k in keys if k in p} for p in items)
-        if not patches:
+        if not patches and not allow_empty:
             raise ValueError(f"no patch in {len(lesions)} lesion(s): every lesion yielded an empty list.")
         super().__init__(data=patches, transform=transform)
 

@@ -1,24 +1,24 @@
-"""A one-time cache of seed 1's 2D lesion patches with all seven channels.
+"""A one-time cache of seed 1's 2D lesion patches with every channel a search compares.
 
 Seed 1 compares all 35 channel triplets in 10-fold cross-validation: 350 trainings on the
-same patches. Re-running the file pipeline (load, subtract, scale, cut patches) for every
-triplet and every fold repeats the same work 350 times. :func:`build_patch_cache` runs it
-ONCE per manifest and stores every patch with all channels of :data:`~dce_monai.sequences.SEQUENCES`
-as one tensor ``(N_patches, C, H, W)``; a triplet is then an index into the channel axis.
+same patches. Re-running the file pipeline (load, register, subtract, scale, cut patches) for
+every triplet and every fold repeats the same work 350 times. :func:`build_patch_cache` runs
+it ONCE per manifest and stores every patch with all requested channels as one tensor
+``(N_patches, C, H, W)``; a triplet is then an index into the channel axis.
 
-The pipeline is made of the package's MONAI transforms, per patient::
-
-    LoadImaged -> EnsureChannelFirstd -> Subtractd (sub = T1post1 - T1pre)
-    -> ScaleIntensityDCEd (T1 phases and sub: one scale from T1pre; T2: its own scale)
-    -> SelectSequencesd (channels stacked in SEQUENCES order) -> LesionPatchesd (per lesion)
+The pipeline is not defined here: the caller passes the per-lesion transform, which for the
+channel search is the seed 1 bundle's own ``preprocessing`` (``train.json``: load, register,
+subtract, scale, select the channels, cut the lesion's patches) with ``channels`` set to the
+searched channels. So the patches a search cell trains on are the patches the bundle trains
+on, value for value.
 
 Patches keep their native size (50x50 by default); resizing to the network input (224)
-happens on the device during training, so the cache stays small (seed 1's 1881 patches:
-66 MB in float16).
+happens on the device during training (:class:`~dce_monai.engines.prepare_batch.PatchBatch`),
+so the cache stays small (seed 1's 1881 patches x 7 channels: 132 MB in float32).
 
 The cache file is named by a SHA-256 key over the manifest's patient entries, the size and
-modification time of every image it names and the settings, so it is reused as long as
-nothing changes and rebuilt (under a new name) as soon as anything does.
+modification time of every image it names, the caller's transform key and the settings, so
+it is reused as long as nothing changes and rebuilt (under a new name) as soon as anything does.
 
 Reference: Haarburger et al., BVM 2018, seed 1 (2D axial 50x50 patches, seven channels).
 """
@@ -29,33 +29,27 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+from monai.data import Dataset
 from monai.utils import look_up_option
 
+from dce_monai.data.folds import fold_split
 from dce_monai.data.manifest import Manifest, load_manifest
-from dce_monai.sequences import PRE, SEQUENCES, SUB, is_post, source_sequences, validate_sequence_names
-from dce_monai.transforms import (
-    LesionPatchesd,
-    RegisterPhasesd,
-    ScaleIntensityDCEd,
-    SelectSequencesd,
-    Subtractd,
-)
+from dce_monai.sequences import SEQUENCES, source_sequences, validate_sequence_names
 
 __all__ = [
-    "CACHE_FORMAT", "PatchCache", "build_patch_cache", "cache_key", "files_needed", "get_patch_cache", "load_patch_cache", "patient_pipeline",
+    "CACHE_FORMAT", "PatchCache", "PatchCacheDataset", "build_patch_cache", "cache_key", "files_needed", "get_patch_cache", "load_patch_cache",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Version of the cache file layout; part of the key, so a layout change rebuilds caches.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
@@ -115,28 +109,12 @@ class PatchCache:
         return list(out.values())
 
 
-def _settings(
-    sequences: Sequence[str], size: Sequence[int], size_mm: Sequence[float] | None, dtype: str, label: str, drop_other_lesions: bool,
-    register: bool = False,
-) -> dict[str, Any]:
+def _settings(sequences: Sequence[str], transform_key: str, dtype: str, label: str) -> dict[str, Any]:
     seqs = validate_sequence_names(sequences, "sequences")
-    if len(size) != 2 or any(isinstance(s, bool) or int(s) != s or int(s) < 1 for s in size):
-        raise ValueError(f"size must be two positive integers (x, y) in voxels, got {tuple(size)!r}.")
-    if size_mm is not None and (len(size_mm) != 2 or any(not float(s) > 0 for s in size_mm)):
-        raise ValueError(f"size_mm must be two positive numbers (x, y) in mm, got {tuple(size_mm)!r}.")
+    if not isinstance(transform_key, str) or not transform_key:
+        raise ValueError(f"transform_key must name the per-lesion transform's settings (a non-empty string), got {transform_key!r}.")
     dtype = look_up_option(dtype, tuple(_DTYPES))
-    return {
-        "format": CACHE_FORMAT,
-        "sequences": list(seqs),
-        "size": [int(size[0]), int(size[1])],
-        "size_mm": None if size_mm is None else [float(size_mm[0]), float(size_mm[1])],
-        "dtype": dtype,
-        "label": label,
-        "drop_other_lesions": bool(drop_other_lesions),
-        "sub": "T1post1 - T1pre",
-        "scaling": "T1 phases and sub / p99(T1pre); T2 / p99(T2)",
-        "register_phases": bool(register),
-    }
+    return {"format": CACHE_FORMAT, "sequences": list(seqs), "transform": transform_key, "dtype": dtype, "label": label}
 
 
 def files_needed(seqs: Sequence[str]) -> list[str]:
@@ -172,85 +150,57 @@ def cache_key(manifest: Manifest, settings: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def patient_pipeline(file_seqs: Sequence[str], seqs: Sequence[str], register: bool = False) -> Compose:
-    """The per-patient MONAI pipeline: load ``file_seqs`` (+ label map), register, compute ``sub``, scale, stack ``seqs`` into ``image``.
-
-    Args:
-        file_seqs: sequences read from files (see :func:`files_needed`).
-        seqs: channels stacked into ``image``, in this order.
-        register: rigidly register the post-contrast phases to T1pre before subtraction
-            (:class:`~dce_monai.transforms.RegisterPhasesd`; the manifest's ``register_phases``).
-
-    Returns:
-        A ``Compose`` mapping a datalist dict (paths) to a dict with ``image`` (C, X, Y, Z).
-    """
-    keys = list(file_seqs) + ["label_map"]
-    t1 = [s for s in seqs if s != "T2"]
-    steps: list[Any] = [LoadImaged(keys, image_only=True, allow_missing_keys=True), EnsureChannelFirstd(keys, allow_missing_keys=True)]
-    posts = [s for s in file_seqs if is_post(s)]
-    if register and posts:
-        steps.append(RegisterPhasesd(keys=posts))
-    if SUB in seqs:
-        steps.append(Subtractd())
-    if t1:
-        steps.append(ScaleIntensityDCEd(t1, reference_keys=[PRE]))
-    if "T2" in seqs:
-        steps.append(ScaleIntensityDCEd(["T2"]))
-    steps.append(SelectSequencesd(seqs, output_key="image", drop_inputs=True))
-    return Compose(steps)
-
-
 def build_patch_cache(
     manifest: str | Path | Manifest,
     cache_dir: str | Path,
+    lesion_transform: Callable[[dict[str, Any]], Any],
+    transform_key: str,
     sequences: Sequence[str] = SEQUENCES,
-    size: Sequence[int] = (50, 50),
-    size_mm: Sequence[float] | None = None,
-    dtype: str = "float16",
+    dtype: str = "float32",
     label: str | None = None,
-    drop_other_lesions: bool = True,
     progress: bool = True,
 ) -> Path:
-    """Run the patch pipeline over a whole manifest once and write the cache file.
+    """Run a per-lesion patch pipeline over a whole manifest once and write the cache file.
 
     Args:
         manifest: manifest path or loaded :class:`~dce_monai.data.manifest.Manifest`.
         cache_dir: folder of the cache file ``patches_<key[:16]>.pt`` (created).
-        sequences: channels to cache, canonical names (default: seed 1's seven).
-        size: patch size (x, y) in voxels (seed 1: 50x50).
-        size_mm: patch size in mm instead of voxels (per-patient spacing).
-        dtype: ``"float16"`` (half the memory; ~1e-3 relative precision) or ``"float32"``.
+        lesion_transform: maps a lesion datalist record (``Manifest.to_datalist(level="lesion")``)
+            to the lesion's list of patch dicts, each with ``image`` ``(C, H, W)`` holding
+            ``sequences`` in this order and ``slice_index`` (e.g. the seed 1 bundle's
+            ``preprocessing``, ending in :class:`~dce_monai.transforms.LesionPatchesd`).
+        transform_key: a string that changes whenever ``lesion_transform`` would give other
+            patches (e.g. a hash of its configuration); part of the cache key.
+        sequences: the channels the transform stacks, canonical names and order.
+        dtype: ``"float32"`` (the values the bundle trains on) or ``"float16"`` (half the
+            memory; ~1e-3 relative precision).
         label: lesion target (default: the manifest's target; see ``Manifest.to_datalist``).
-        drop_other_lesions: drop patches touching another lesion (seed 1).
-        progress: tqdm progress bar over patients.
+        progress: tqdm progress bar over lesions.
 
     Returns:
         Path of the written cache file.
 
     Raises:
-        ValueError: bad settings; a patient lacking a requested sequence (patient and
-            sequence named); no lesion yields a patch.
+        ValueError: bad settings; an image of the wrong channel count; no lesion yields a patch.
         FileNotFoundError: the manifest does not exist.
 
     Example:
-        >>> path = build_patch_cache("cohort/manifest.json", "cache")  # doctest: +SKIP
+        >>> path = build_patch_cache("cohort/manifest.json", "cache", preprocessing, "train.json:3f2a")  # doctest: +SKIP
     """
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     label = m.target if label is None else label
-    st = _settings(sequences, size, size_mm, dtype, label, drop_other_lesions, m.register_phases)
+    st = _settings(sequences, transform_key, dtype, label)
     key = cache_key(m, st)
     out_dir = Path(cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"patches_{key[:16]}.pt"
     seqs = st["sequences"]
-    file_seqs = files_needed(seqs)
-    datalist = m.to_datalist(level="lesion", sequences=file_seqs, label=label)
-    by_patient: dict[str, list[dict[str, Any]]] = {}
-    for entry in datalist:
-        by_patient.setdefault(entry["patient_id"], []).append(entry)
-    pipe = patient_pipeline(file_seqs, seqs, register=st["register_phases"])
-    cutter = LesionPatchesd(size=tuple(st["size"]), size_mm=None if size_mm is None else tuple(st["size_mm"]), drop_other_lesions=drop_other_lesions, on_empty="raise")
-    mask_loader = Compose([LoadImaged(["mask"], image_only=True), EnsureChannelFirstd(["mask"])])
+    datalist = m.to_datalist(level="lesion", label=label)
+    need = files_needed(seqs)
+    for rec in datalist:
+        lacking = [q for q in need if q not in rec]
+        if lacking:
+            raise ValueError(f"patient {rec['patient_id']!r} has no {lacking} in {m.path}; the cache of channels {seqs} needs {need} for every patient.")
     from tqdm.auto import tqdm
 
     images: list[torch.Tensor] = []
@@ -259,39 +209,29 @@ def build_patch_cache(
     pids: list[str] = []
     zs: list[int] = []
     skipped: list[str] = []
-    for pid, lesions in tqdm(by_patient.items(), desc="patch cache", unit="patient", disable=not progress):
-        first = lesions[0]
-        pdict = {k: v for k, v in first.items() if k not in ("lesion_id", "label", "label_value", "mask")}
-        pdict = pipe(pdict)
-        for les in lesions:
-            d: dict[Hashable, Any] = {
-                "patient_id": pid, "lesion_id": les["lesion_id"], "label": les["label"], "image": pdict["image"],
-            }
-            if "label_map" in pdict:
-                d["label_map"] = pdict["label_map"]
-            if les.get("label_map", first.get("label_map")) != first.get("label_map"):  # lesions with label maps of their own
-                d["label_map"] = mask_loader({"mask": les["label_map"], "patient_id": pid, "lesion_id": les["lesion_id"]})["mask"]
-            if "mask" not in les:  # a validated manifest has label_map with label_value, or a lesion mask
-                d["label_value"] = les["label_value"]
-            else:
-                d["mask"] = mask_loader({"mask": les["mask"], "patient_id": pid, "lesion_id": les["lesion_id"]})["mask"]
-            patches = cutter(d)
-            if not patches:
-                skipped.append(str(les["lesion_id"]))
-                continue
-            for p in patches:
-                images.append(p["image"].as_tensor().to(_DTYPES[st["dtype"]]))
-                labels.append(int(les["label"]))
-                lids.append(str(les["lesion_id"]))
-                pids.append(str(pid))
-                zs.append(int(p["slice_index"]))
+    for rec in tqdm(datalist, desc="patch cache", unit="lesion", disable=not progress):
+        patches = lesion_transform(dict(rec))
+        patches = [patches] if isinstance(patches, dict) else list(patches)
+        if not patches:
+            skipped.append(str(rec["lesion_id"]))
+            continue
+        for p in patches:
+            img = torch.as_tensor(p["image"])
+            img = img.as_tensor() if hasattr(img, "as_tensor") else img
+            if img.ndim != 3 or img.shape[0] != len(seqs):
+                raise ValueError(f"lesion {rec['lesion_id']!r}: the transform gave an image of shape {tuple(img.shape)}; expected ({len(seqs)}, H, W) for channels {seqs}.")
+            images.append(img.to(_DTYPES[st["dtype"]]))
+            labels.append(int(rec["label"]))
+            lids.append(str(rec["lesion_id"]))
+            pids.append(str(rec["patient_id"]))
+            zs.append(int(p.get("slice_index", -1)))
     if skipped:
         logger.warning("%d lesion(s) have no patch (every slice touches another lesion) and are left out: %s", len(skipped), skipped)
     if not images:
         raise ValueError(f"{m.path}: no lesion produced a patch ({len(datalist)} lesions, {len(skipped)} without a patch).")
     shapes = {tuple(t.shape) for t in images}
     if len(shapes) != 1:
-        raise ValueError(f"{m.path}: patches differ in shape {sorted(shapes)}; with size_mm the spacing differs between patients, use size (voxels) instead.")
+        raise ValueError(f"{m.path}: patches differ in shape {sorted(shapes)}; with a patch size in mm the spacing differs between patients, use a size in voxels.")
     payload = {
         "images": torch.stack(images),
         "labels": torch.tensor(labels, dtype=torch.int64),
@@ -336,31 +276,78 @@ def load_patch_cache(path: str | Path) -> PatchCache:
 def get_patch_cache(
     manifest: str | Path | Manifest,
     cache_dir: str | Path,
+    lesion_transform: Callable[[dict[str, Any]], Any],
+    transform_key: str,
     sequences: Sequence[str] = SEQUENCES,
-    size: Sequence[int] = (50, 50),
-    size_mm: Sequence[float] | None = None,
-    dtype: str = "float16",
+    dtype: str = "float32",
     label: str | None = None,
-    drop_other_lesions: bool = True,
     progress: bool = True,
 ) -> PatchCache:
-    """The cache for this manifest and these settings: read when present, built otherwise.
+    """The cache for this manifest, transform and settings: read when present, built otherwise.
 
     Same arguments as :func:`build_patch_cache`. A cache file that cannot be read (e.g. a
     killed build) is rebuilt.
 
     Example:
-        >>> cache = get_patch_cache("cohort/manifest.json", "out/cache")  # doctest: +SKIP
+        >>> cache = get_patch_cache("cohort/manifest.json", "out/cache", preprocessing, key)  # doctest: +SKIP
         >>> cache.images.shape  # (N, 7, 50, 50)  # doctest: +SKIP
     """
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     label = m.target if label is None else label
-    st = _settings(sequences, size, size_mm, dtype, label, drop_other_lesions, m.register_phases)
+    st = _settings(sequences, transform_key, dtype, label)
     path = Path(cache_dir) / f"patches_{cache_key(m, st)[:16]}.pt"
     if path.is_file():
         try:
             return load_patch_cache(path)
         except ValueError as e:
             logger.warning("rebuilding the patch cache: %s", e)
-    path = build_patch_cache(m, cache_dir, sequences, size, size_mm, dtype, label, drop_other_lesions, progress)
+    path = build_patch_cache(m, cache_dir, lesion_transform, transform_key, sequences, dtype, label, progress)
     return load_patch_cache(path)
+
+
+class PatchCacheDataset(Dataset):
+    """The patches of one split of one fold of a :class:`PatchCache`, as MONAI dataset items.
+
+    Items are ``{"image": (C, H, W) float32, "label", "lesion_id", "patient_id", "slice_index"}``
+    in cache order (lesions in manifest order, then slices): the order in which the bundle's
+    ``PatchDataset`` lists the same split's patches, so a data loader draws the same batches.
+
+    Args:
+        cache: a loaded cache or the path of a cache file.
+        folds: patient ids per fold (``read_folds``), or a folds file path.
+        fold: the held-out fold.
+        split: ``"train"`` (every other fold) or ``"test"`` (the held-out fold).
+        device: where the images are kept (e.g. ``"cuda"``: moved once, batches are then
+            assembled on the device); None: where they are.
+
+    Raises:
+        ValueError: an unknown split, ``fold`` out of range, or an empty split (named).
+
+    Example:
+        >>> ds = PatchCacheDataset("out/cache/patches_ab12.pt", "out/folds.json", fold=0, split="train")  # doctest: +SKIP
+    """
+
+    def __init__(self, cache: PatchCache | str | Path, folds: Sequence[Sequence[str]] | str | Path, fold: int, split: str = "train",
+                 device: str | torch.device | None = None) -> None:
+        from dce_monai.data.folds import read_folds
+
+        c = cache if isinstance(cache, PatchCache) else load_patch_cache(cache)
+        fl = read_folds(folds) if isinstance(folds, (str, Path)) else [list(f) for f in folds]
+        split = look_up_option(split, ("train", "test"))
+        records = [{"patient_id": p, "i": i} for i, p in enumerate(c.patient_ids)]
+        if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < len(fl):
+            raise ValueError(f"fold must be in [0, {len(fl)}), got {fold!r}.")
+        idx = [r["i"] for r in fold_split(records, fl, fold)[split]]
+        if not idx:
+            raise ValueError(f"split {split!r} of fold {fold} holds no patch of the cache {c.path}.")
+        self.cache, self.index = c, torch.as_tensor(idx, dtype=torch.long)
+        images = c.images.index_select(0, self.index)
+        self.images = images.to(device) if device is not None else images
+        self.labels = c.labels.index_select(0, self.index)
+        super().__init__(data=idx)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:  # type: ignore[override]
+        j = int(self.index[i])
+        c = self.cache
+        return {"image": self.images[i].float(), "label": self.labels[i], "lesion_id": c.lesion_ids[j],
+                "patient_id": c.patient_ids[j], "slice_index": c.slice_index[j]}

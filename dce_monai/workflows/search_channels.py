@@ -1,33 +1,35 @@
-"""Seed 1's channel-triplet search: every triplet of the seven DCE channels, patient-wise k-fold CV.
+"""Seed 1's channel-triplet search: every triplet of the DCE channels, patient-wise k-fold CV.
 
-For each cell (triplet, fold) a fresh ResNet34 (:class:`~dce_monai.networks.nets.resnet_transfer.ResNet34Transfer`)
-is fine-tuned on the training patients' patches and scored per lesion (maximum over its
-patches) on the held-out fold. With the paper's 35 triplets and 10 folds that is 350
-trainings on the same patches, so the search has a fast path:
+The search is a driver of the seed 1 bundle (``bundles/breast_dce_transfer_resnet34``), as
+``compare-masking`` is of the seed 2 bundle: each group of cells runs the bundle's own
+``train.json`` through ``monai.bundle.ConfigWorkflow`` with the overlay ``configs/search.json``
+and overrides (``fold``, ``triplets``, the training settings). The bundle is the one
+definition of the model, its preprocessing, augmentation, optimiser, schedule, BatchNorm
+recompute and model kept (the last epoch); a search cell and a bundle run with the same
+settings give the same predictions (tested). What the overlay changes is only how the work
+is shared, the sources of the search's speed:
 
-- the patches are cut once (:mod:`dce_monai.workflows.patch_cache`) with all seven channels;
-- the whole cache sits on the device as one tensor; a triplet is an index into its channel axis;
-- augmentation (random rotation + flips, seed 1) and the resize to ``image_size`` (224) are
-  one batched ``affine_grid`` + ``grid_sample`` on the device;
-- on CUDA: bfloat16 autocast and channels-last memory format;
+- the patches are cut once per cohort by the bundle's ``preprocessing`` with all searched
+  channels (:mod:`dce_monai.workflows.patch_cache`); a triplet is an index into the channel axis;
+- the cache sits on the training device; augmentation (random rotation + flips) and the
+  resize to ``image_size`` are one batched ``grid_sample`` there (the bundle's
+  ``prepare_batch``, :class:`~dce_monai.engines.prepare_batch.PatchBatch`);
 - ``group_size`` triplets of one fold (default 4) train in lock-step on the same batches
-  (the gathering, scaling and augmentation of each batch are then shared);
-- after training, BatchNorm statistics are recomputed over the training patches
-  (:func:`recompute_bn_statistics`).
+  (:class:`~dce_monai.networks.nets.Lockstep` + :class:`~dce_monai.losses.LockstepLoss`:
+  every member gets exactly the gradient it would get alone);
+- on CUDA, ``amp`` runs bfloat16 autocast.
 
-Every model of a fold sees the same batch order and the same augmentation draws (one
-generator per (seed, fold)) and starts from the same initial weights, so triplets are
-compared under common random numbers and results do not depend on grouping or sharding.
+Every model of a fold sees the same batch order and augmentation draws (seeded by (seed,
+fold)) and starts from the same initial weights (``init_seed``), so triplets are compared
+under common random numbers and results do not depend on grouping or sharding.
 
-Normalisation: ``y = clip((x - lo) / (hi - lo), 0, 1)``, ``out_c = (y - mean_c) / std_c`` with
-ImageNet statistics (``intensity_range = (lo, hi)`` in units of the patient's T1pre 99th
-percentile, see :class:`~dce_monai.transforms.ScaleIntensityDCEd`); it equals
-:class:`~dce_monai.transforms.ImageNetNormalize` with ``a_min=lo, a_max=hi`` per patch, but is
-computed on a whole batch on the device.
+No model is chosen on the fold it is scored on: the model kept is the last epoch's, and the
+held-out fold is predicted once, after training.
 
 Outputs under ``out_dir``: ``cells/<triplet>__fold<k>.json`` (one per finished cell, written
-atomically), ``folds.json``, ``run.json``; :func:`merge` adds ``predictions.csv``,
-``ranking.csv``, ``ranking.md`` and TensorBoard HParams under ``tensorboard/``.
+atomically), ``folds.json``, ``run.json``, TensorBoard training curves per group under
+``runs/``; :func:`merge` adds ``predictions.csv``, ``ranking.csv``, ``ranking.md`` and
+TensorBoard HParams under ``tensorboard/``.
 
 Reference: Haarburger et al., BVM 2018, seed 1: SGD momentum 0.9, lr 1e-3 x 0.05 every 7
 epochs, cross-entropy, random rotation + flip, 50x50 patches resized to 224, per-lesion
@@ -38,7 +40,6 @@ sub, AUC 0.839).
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import hashlib
 import json
@@ -54,19 +55,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.networks import eval_mode
 from monai.utils import look_up_option
-from torch import nn
 
 from dce_monai.data.folds import check_fold_classes, patient_folds, read_folds, write_folds
-from dce_monai.data.manifest import Manifest, load_manifest
+from dce_monai.data.manifest import Manifest
 from dce_monai.data.validate import require_valid
 from dce_monai.metrics.aggregation import aggregate_by_lesion
-from dce_monai.networks.nets.resnet_transfer import ResNet34Transfer
 from dce_monai.sequences import PRE, SEQUENCES, SUB, post_name, sort_sequences, validate_sequence_names
 from dce_monai.sequences import triplets as all_triplets
-from dce_monai.transforms.intensity import IMAGENET_MEAN, IMAGENET_STD
 from dce_monai.workflows.cells import fingerprint as cell_fingerprint
 from dce_monai.workflows.cells import read_cell, run_lock, settings_diff, write_json_atomic
 from dce_monai.workflows.patch_cache import (
@@ -78,21 +75,18 @@ from dce_monai.workflows.patch_cache import (
 __all__ = [
     "SearchSettings",
     "add_cli_arguments",
-    "augment_resize",
     "cell_name",
     "cli_main",
     "exam_channels",
     "plan_channels",
     "merge",
-    "normalize_batch",
     "parse_shard",
     "parse_triplets",
-    "predict",
-    "recompute_bn_statistics",
-    "reference_patches",
+    "predict_group",
     "run_cells",
     "run_search",
-    "train_group",
+    "search_patch_cache",
+    "search_workflow",
     "triplet_name",
 ]
 
@@ -103,62 +97,73 @@ EXPERIMENT = "channel_search"
 # ----------------------------------------------------------------------------- settings and names
 
 
+#: The seed 1 bundle the search drives.
+BUNDLE = "breast_dce_transfer_resnet34"
+
+
 @dataclass(frozen=True)
 class SearchSettings:
-    """Training settings of one search cell (seed 1's defaults).
+    """Training settings of one search cell: the seed 1 bundle's config keys, same names, same defaults.
+
+    Every field is passed to ``train.json`` as the override of the same name, so a cell
+    trains exactly what ``python -m monai.bundle run`` with these overrides trains (the
+    defaults equal ``train.json``'s; a test checks it).
 
     Attributes:
-        epochs: training epochs per cell. Seed 1 does not state it; 15 epochs of ~1700
+        max_epochs: training epochs per cell. Seed 1 does not state it; 15 epochs of ~1700
             patches is what its 180 s per fold on a GTX 1070 allows.
-        batch_size: training batch size.
+        batch_size: training (and prediction) batch size.
         image_size: network input size in pixels (seed 1: 224).
-        lr: initial SGD learning rate (seed 1: 1e-3).
+        learning_rate: initial SGD learning rate (seed 1: 1e-3).
         momentum: SGD momentum (seed 1: 0.9).
-        lr_step: epochs between learning-rate decays (seed 1: 7).
+        lr_step_size: epochs between learning-rate decays (seed 1: 7).
         lr_gamma: decay factor (seed 1: 0.05).
         rotate_deg: rotations drawn uniformly in [-rotate_deg, rotate_deg] degrees.
         flip: random horizontal and vertical flips (each with probability 0.5).
-        intensity_range: (lo, hi) mapped to [0, 1] before the ImageNet mean/std.
-        eval_batch_size: batch size for prediction.
-        seed: seed of the folds, the initial weights, the batch order and the augmentation.
+        input_range: (lo, hi) mapped to [0, 1] before the ImageNet mean/std, in the network.
+        seed: seed of the initial weights, the batch order and the augmentation (and of the folds).
         pretrained_weights: local torchvision-layout ResNet34 ``.pth`` (None: random init).
     """
 
-    epochs: int = 15
+    max_epochs: int = 15
     batch_size: int = 32
     image_size: int = 224
-    lr: float = 1e-3
+    learning_rate: float = 1e-3
     momentum: float = 0.9
-    lr_step: int = 7
+    lr_step_size: int = 7
     lr_gamma: float = 0.05
     rotate_deg: float = 180.0
     flip: bool = True
-    intensity_range: tuple[float, float] = (0.0, 2.0)
-    eval_batch_size: int = 128
+    input_range: tuple[float, float] = (0.0, 2.0)
     seed: int = 0
     pretrained_weights: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "image_size", "lr_step", "eval_batch_size"):
+        for name in ("max_epochs", "batch_size", "image_size", "lr_step_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
         if self.image_size < 16:
             raise ValueError(f"image_size must be >= 16 pixels (ResNet34 downsamples 32x), got {self.image_size!r}.")
-        if not self.lr > 0 or not 0 <= self.momentum < 1 or not 0 < self.lr_gamma <= 1:
-            raise ValueError(f"need lr > 0, 0 <= momentum < 1, 0 < lr_gamma <= 1; got lr={self.lr!r}, momentum={self.momentum!r}, lr_gamma={self.lr_gamma!r}.")
+        if not self.learning_rate > 0 or not 0 <= self.momentum < 1 or not 0 < self.lr_gamma <= 1:
+            raise ValueError(f"need learning_rate > 0, 0 <= momentum < 1, 0 < lr_gamma <= 1; got learning_rate={self.learning_rate!r}, momentum={self.momentum!r}, lr_gamma={self.lr_gamma!r}.")
         if not 0 <= self.rotate_deg <= 180:
             raise ValueError(f"rotate_deg must be in [0, 180] degrees, got {self.rotate_deg!r}.")
-        lo, hi = self.intensity_range
+        lo, hi = self.input_range
         if not lo < hi:
-            raise ValueError(f"intensity_range must be (lo, hi) with lo < hi, got {self.intensity_range!r}.")
+            raise ValueError(f"input_range must be (lo, hi) with lo < hi, got {self.input_range!r}.")
         if self.pretrained_weights is not None and not Path(self.pretrained_weights).is_file():
             raise FileNotFoundError(f"pretrained_weights not found: {self.pretrained_weights} (weights are never downloaded).")
 
+    def overrides(self) -> dict[str, Any]:
+        """The bundle overrides these settings are (``input_range`` as a list)."""
+        d = asdict(self)
+        d["input_range"] = [float(v) for v in self.input_range]
+        return d
+
     def fingerprint_dict(self) -> dict[str, Any]:
         """Settings that change results (the weights file by name, size and mtime)."""
-        d = asdict(self)
-        d["intensity_range"] = list(self.intensity_range)
+        d = self.overrides()
         if self.pretrained_weights is not None:
             st = Path(self.pretrained_weights).stat()
             d["pretrained_weights"] = [str(Path(self.pretrained_weights).resolve()), st.st_size, st.st_mtime_ns]
@@ -224,220 +229,126 @@ def parse_shard(text: str | tuple[int, int] | None) -> tuple[int, int] | None:
     return i, n
 
 
-# ----------------------------------------------------------------------------- batched device ops
+# ----------------------------------------------------------------------------- one group of cells = one bundle run
 
 
-def normalize_batch(x: torch.Tensor, intensity_range: tuple[float, float], mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
-    """Batched ImageNet normalisation of 3-channel patches (B, 3, H, W), on their device.
+def bundle_configs_hash() -> str:
+    """SHA-256 (16 hex digits) of the seed 1 bundle's ``train.json`` and ``search.json``: part of every fingerprint."""
+    from dce_monai.workflows.bundle_utils import BUNDLES_DIR
 
-    Formula: ``y = clip((x - lo)/(hi - lo), 0, 1)``; ``out_c = (y_c - mean_c)/std_c``. Equal to
-    :class:`~dce_monai.transforms.ImageNetNormalize` ``(a_min=lo, a_max=hi)`` applied per patch;
-    written as three tensor ops so a whole batch is normalised in one go on the GPU.
+    h = hashlib.sha256()
+    for name in ("train.json", "search.json"):
+        h.update((BUNDLES_DIR / BUNDLE / "configs" / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def bundle_preprocessing(manifest: str | Path, channels: Sequence[str], patch_size: Sequence[int], **overrides: Any) -> tuple[Any, str]:
+    """The seed 1 bundle's per-lesion ``preprocessing`` for ``channels``, and a key of its settings.
+
+    Returns:
+        ``(transform, key)``: the bundle's ``preprocessing`` (load, register, subtract, scale,
+        select ``channels``, cut ``patch_size`` patches) parsed with these overrides, and a
+        string that changes when the bundle configs or these settings change (the patch
+        cache's ``transform_key``).
+    """
+    from monai.bundle import ConfigParser
+
+    from dce_monai.workflows.bundle_utils import BUNDLES_DIR
+
+    bdir = BUNDLES_DIR / BUNDLE
+    parser = ConfigParser()
+    parser.read_config(str(bdir / "configs" / "train.json"))
+    over = {"bundle_root": str(bdir), "manifest": str(manifest), "channels": list(channels), "patch_size": [int(v) for v in patch_size], **overrides}
+    parser.update(over)
+    key = cell_fingerprint({"bundle": bundle_configs_hash(), "channels": list(channels), "patch_size": over["patch_size"],
+                       "register_phases": parser.get("register_phases"), **{k: v for k, v in overrides.items() if k != "device"}})
+    return parser.get_parsed_content("preprocessing"), key
+
+
+def search_patch_cache(manifest: str | Path | Manifest, cache_dir: str | Path, channels: Sequence[str], patch_size: int | Sequence[int] = 50,
+                       dtype: str = "float32", progress: bool = True) -> PatchCache:
+    """The search's patch cache: the seed 1 bundle's ``preprocessing`` run once over the cohort with ``channels``.
 
     Example:
-        >>> normalize_batch(torch.zeros(2, 3, 8, 8), (0.0, 1.0))[0, :, 0, 0]
-        tensor([-2.1179, -2.0357, -1.8044])
+        >>> cache = search_patch_cache("cohort/manifest.json", "out/cache", ["T1pre", "T1post3", "sub"])  # doctest: +SKIP
     """
-    lo, hi = float(intensity_range[0]), float(intensity_range[1])
-    y = ((x.float() - lo) / (hi - lo)).clamp_(0.0, 1.0)
-    m = torch.tensor(mean, dtype=y.dtype, device=y.device).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=y.dtype, device=y.device).view(1, -1, 1, 1)
-    return (y - m) / s
+    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+    pre, key = bundle_preprocessing(m.path, channels, ps)
+    return get_patch_cache(m, cache_dir, pre, key, sequences=channels, dtype=dtype, progress=progress)
 
 
-def augment_resize(x: torch.Tensor, size: int, angles_rad: torch.Tensor | None = None, flips: torch.Tensor | None = None) -> torch.Tensor:
-    """Rotate, flip and resize a batch (B, C, H, W) to (B, C, size, size) in one ``grid_sample``.
-
-    Formula: output pixel p samples the input at ``R(angle) F p`` in normalised coordinates
-    (bilinear, ``align_corners=False``, border padding), F = diag(+-1, +-1). With no angle and
-    no flip this is exactly a bilinear resize (MONAI ``Resize``/``F.interpolate`` sample the
-    same points). Folding augmentation and resize into one sampling step does one
-    interpolation instead of three and runs batched on the device.
+def search_workflow(cache: PatchCache, group: Sequence[Sequence[str]], fold: int, folds_file: str | Path, st: SearchSettings,
+                    device: str | torch.device = "cpu", amp: bool = False, output_dir: str | Path | None = None, manifest: str | Path = "",
+                    network_factory: Any = None) -> Any:
+    """The seed 1 bundle's training workflow for one group of cells (``train.json`` + ``search.json``), initialised.
 
     Args:
-        x: patches (B, C, H, W).
-        size: output size in pixels.
-        angles_rad: (B,) rotation angles in radians (None: 0).
-        flips: (B, 2) booleans: flip along W, flip along H (None: no flip).
+        cache: the patch cache (built by the bundle's preprocessing; its channels are the network input).
+        group: the triplets trained in lock-step.
+        fold: held-out fold.
+        folds_file: the folds JSON.
+        st: training settings (bundle overrides).
+        device: ``"cpu"`` or ``"cuda"``.
+        amp: bfloat16 autocast (CUDA).
+        output_dir: where the bundle writes TensorBoard curves (default: a temporary folder).
+        manifest: the cohort manifest (recorded in the config; the data come from the cache).
+        network_factory: ``f(channels, triplets, seed) -> nn.Module`` returning a group with
+            outputs ``(B, K, 2)`` that replaces the bundle's ``network_def`` (e.g. a cheaper
+            network to test the search machinery); None: the bundle's ResNet34 group.
 
     Returns:
-        (B, C, size, size) float tensor on ``x``'s device.
+        An initialised ``monai.bundle.ConfigWorkflow``; ``run()`` trains the group.
     """
-    b = x.shape[0]
-    dev = x.device
-    theta = torch.zeros(b, 2, 3, device=dev, dtype=torch.float32)
-    if angles_rad is None:
-        theta[:, 0, 0] = 1.0
-        theta[:, 1, 1] = 1.0
-    else:
-        a = angles_rad.to(dev, torch.float32)
-        c, s = torch.cos(a), torch.sin(a)
-        theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = c, -s, s, c
-    if flips is not None:
-        sign = 1.0 - 2.0 * flips.to(dev, torch.float32)
-        theta[:, :, 0] = theta[:, :, 0] * sign[:, 0:1]
-        theta[:, :, 1] = theta[:, :, 1] * sign[:, 1:2]
-    grid = F.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
-    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    import tempfile
+
+    from dce_monai.workflows.bundle_utils import bundle_workflow
+
+    out = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="search_cell_"))
+    extra = {} if network_factory is None else {"network_def": network_factory(list(cache.channel_names), [list(t) for t in group], st.seed)}
+    return bundle_workflow(
+        BUNDLE, ["train.json", "search.json"], "train",
+        cache=cache, triplets=[list(t) for t in group], channels=list(cache.channel_names), fold=int(fold), folds=str(folds_file),
+        manifest=str(manifest), validate_data=False,
+        device=torch.device(device), amp=bool(amp) and torch.device(device).type == "cuda", output_dir=str(out),
+        ckpt_dir=str(out / "models"), train_state_dir=str(out / "train_state"), resume=False, **st.overrides(), **extra,
+    )
 
 
-def _prep(x: torch.Tensor, st: SearchSettings, angles: torch.Tensor | None, flips: torch.Tensor | None) -> torch.Tensor:
-    """Scale to [0, 1], augment + resize, then ImageNet mean/std (grid_sample commutes with per-channel affine maps)."""
-    lo, hi = st.intensity_range
-    y = ((x.float() - lo) / (hi - lo)).clamp_(0.0, 1.0)
-    y = augment_resize(y, st.image_size, angles, flips)
-    return y
+def predict_group(wf: Any, split: str) -> tuple[np.ndarray, list[str], list[str], np.ndarray]:
+    """Positive-class probabilities of every patch of ``split`` (``"train"`` or ``"test"``) for each member.
 
-
-def _mean_std(y: torch.Tensor) -> torch.Tensor:
-    m = torch.tensor(IMAGENET_MEAN, dtype=y.dtype, device=y.device).view(1, -1, 1, 1)
-    s = torch.tensor(IMAGENET_STD, dtype=y.dtype, device=y.device).view(1, -1, 1, 1)
-    return (y - m) / s
-
-
-# ----------------------------------------------------------------------------- training one group of cells
-
-
-def _fold_generator(seed: int, fold: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(hashlib.sha256(f"{seed}/{fold}".encode()).hexdigest()[:12], 16))
-
-
-def _new_model(st: SearchSettings) -> nn.Module:
-    """A ResNet34 with 3 inputs and 2 classes, initialised from ``st.seed`` without touching the global RNG state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(st.seed)
-        return ResNet34Transfer(in_channels=3, out_channels=2, pretrained_weights=st.pretrained_weights)
-
-
-def _autocast(device: torch.device, amp: bool) -> Any:
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast(device.type, enabled=False)
-
-
-def train_group(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    train_idx: torch.Tensor,
-    channel_idx: Sequence[Sequence[int]],
-    st: SearchSettings,
-    fold: int,
-    device: torch.device,
-    amp: bool = True,
-    template: nn.Module | None = None,
-) -> tuple[list[nn.Module], list[list[float]], float]:
-    """Fine-tune one model per entry of ``channel_idx`` on the same batches, in lock-step.
-
-    The batch order and the augmentation draws come from one generator seeded by
-    ``(st.seed, fold)``; with several models the 7-channel batch is scaled and augmented
-    once and each model takes its channels from it.
-
-    Args:
-        images: (N, C, H, W) patch tensor on ``device`` (all channels).
-        labels: (N,) int64 labels on ``device``.
-        train_idx: indices of the training patches.
-        channel_idx: per model, the 3 channel positions of its triplet.
-        st: training settings.
-        fold: fold number (part of the RNG seed).
-        device: where to train.
-        amp: bfloat16 autocast and channels-last on CUDA.
-        template: initial model (deep-copied per triplet); default :func:`_new_model`.
+    Runs the trained group in eval mode without gradients (MONAI ``eval_mode``) with the
+    bundle's evaluation ``prepare_batch`` (resize only) and batch size, as the bundle's
+    evaluator does.
 
     Returns:
-        (models, per-model per-epoch mean losses, seconds spent training).
+        ``(probs (N, K), lesion ids, patient ids, labels (N,))``.
     """
-    gen = _fold_generator(st.seed, fold)
-    base = template if template is not None else _new_model(st)
-    models, opts, scheds = [], [], []
-    cl = amp and device.type == "cuda"
-    for _ in channel_idx:
-        m = copy.deepcopy(base).to(device)
-        if cl:
-            m = m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        m.train()
-        opt = torch.optim.SGD(m.parameters(), lr=st.lr, momentum=st.momentum)
-        models.append(m)
-        opts.append(opt)
-        scheds.append(torch.optim.lr_scheduler.StepLR(opt, step_size=st.lr_step, gamma=st.lr_gamma))
-    cidx = [torch.as_tensor(list(c), dtype=torch.long, device=device) for c in channel_idx]
-    shared = len(channel_idx) > 1
-    n = int(train_idx.numel())
-    losses: list[list[float]] = [[] for _ in models]
-    t0 = time.perf_counter()
-    for _epoch in range(st.epochs):
-        perm = train_idx[torch.randperm(n, generator=gen).to(train_idx.device)]
-        sums = [0.0 for _ in models]
-        for s in range(0, n, st.batch_size):
-            idx = perm[s : s + st.batch_size]
-            b = int(idx.numel())
-            angles = (torch.rand(b, generator=gen) * 2 - 1) * math.radians(st.rotate_deg)
-            flips = torch.rand(b, 2, generator=gen) < 0.5 if st.flip else None
-            xb = images[idx]
-            yb = labels[idx]
-            full = _prep(xb, st, angles, flips) if shared else None
-            for j, (m, opt) in enumerate(zip(models, opts)):
-                x = full.index_select(1, cidx[j]) if full is not None else _prep(xb.index_select(1, cidx[j]), st, angles, flips)
-                x = _mean_std(x)
-                if cl:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with _autocast(device, amp):
-                    loss = F.cross_entropy(m(x), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sums[j] += float(loss.detach()) * b
-        for j, sch in enumerate(scheds):
-            sch.step()
-            losses[j].append(sums[j] / max(n, 1))
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return models, losses, time.perf_counter() - t0
+    from monai.data import DataLoader
+
+    net = wf.parser.get_parsed_content("network")
+    prep = wf.parser.get_parsed_content("prepare_batch")
+    ds = wf.parser.get_parsed_content("train#dataset" if split == "train" else "test_dataset")
+    amp = bool(wf.parser.get_parsed_content("amp"))
+    device = next(net.parameters()).device
+    loader = DataLoader(ds, batch_size=int(wf.parser.get_parsed_content("batch_size")), shuffle=False, num_workers=0)
+    probs, lids, pids, ys = [], [], [], []
+    with eval_mode(net):
+        for batch in loader:
+            x, y = prep(batch, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                logits = net(x)
+            probs.append(torch.softmax(logits.float(), dim=-1)[..., 1].cpu())
+            lids += [str(v) for v in batch["lesion_id"]]
+            pids += [str(v) for v in batch["patient_id"]]
+            ys.append(y.cpu())
+    return torch.cat(probs).numpy().astype(np.float64), lids, pids, torch.cat(ys).numpy()
 
 
-@torch.no_grad()
-def recompute_bn_statistics(model: nn.Module, images: torch.Tensor, idx: torch.Tensor, channels: Sequence[int], st: SearchSettings, device: torch.device, amp: bool = True) -> None:
-    """Set every BatchNorm's running mean/variance to the statistics of the training patches under the final weights.
-
-    BatchNorm's running averages (momentum 0.1) mix in statistics of earlier weights; after
-    few optimiser steps from a random start they are far from the final network's and
-    evaluation-mode outputs can overflow. Recomputing them in one pass over the training
-    patches (no augmentation; "precise BN") fixes that and changes little after a long
-    fine-tuning. Uses ``torch.optim.swa_utils.update_bn``.
-    """
-    c = torch.as_tensor(list(channels), dtype=torch.long, device=device)
-    cl = amp and device.type == "cuda"
-
-    def batches() -> Any:
-        for s in range(0, int(idx.numel()), st.eval_batch_size):
-            x = _mean_std(_prep(images[idx[s : s + st.eval_batch_size]].index_select(1, c), st, None, None))
-            yield x.contiguous(memory_format=torch.channels_last) if cl else x
-
-    with _autocast(device, amp):
-        torch.optim.swa_utils.update_bn(batches(), model)
-
-
-def predict(model: nn.Module, images: torch.Tensor, idx: torch.Tensor, channels: Sequence[int], st: SearchSettings, device: torch.device, amp: bool = True) -> np.ndarray:
-    """Positive-class probabilities of the patches ``idx`` (no augmentation; bilinear resize).
-
-    Runs in eval mode without gradients (MONAI ``eval_mode``); the model's mode is restored after.
-    """
-    c = torch.as_tensor(list(channels), dtype=torch.long, device=device)
-    cl = amp and device.type == "cuda"
-    out = []
-    with eval_mode(model):
-        for s in range(0, int(idx.numel()), st.eval_batch_size):
-            x = _mean_std(_prep(images[idx[s : s + st.eval_batch_size]].index_select(1, c), st, None, None))
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
-                logits = model(x)
-            out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu())
-    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
-
-
-def _lesion_scores(probs: np.ndarray, idx: np.ndarray, lesion_ids: Sequence[str], patient_ids: Sequence[str], labels: np.ndarray) -> list[dict[str, Any]]:
-    ids, agg, ys = aggregate_by_lesion(probs, [lesion_ids[i] for i in idx], labels[idx], reduction="max")
-    pid = {lesion_ids[i]: patient_ids[i] for i in idx}
+def _lesion_scores(probs: np.ndarray, lesion_ids: Sequence[str], patient_ids: Sequence[str], labels: np.ndarray) -> list[dict[str, Any]]:
+    ids, agg, ys = aggregate_by_lesion(probs, list(lesion_ids), labels, reduction="max")
+    pid = dict(zip(lesion_ids, patient_ids))
     return [{"patient_id": pid[lid], "lesion_id": lid, "label": int(y), "prob": float(p)} for lid, p, y in zip(ids, agg, ys)]  # type: ignore[arg-type]
 
 
@@ -445,61 +356,65 @@ def run_cells(
     cache: PatchCache,
     group: Sequence[Sequence[str]],
     fold: int,
-    folds: Sequence[Sequence[str]],
+    folds_file: str | Path,
     st: SearchSettings,
     device: str | torch.device = "cpu",
     amp: bool = True,
-    images: torch.Tensor | None = None,
-    template: nn.Module | None = None,
+    output_dir: str | Path | None = None,
+    manifest: str | Path = "",
+    network_factory: Any = None,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate the cells ``(triplet, fold)`` for every triplet of ``group``.
+    """Train (one bundle run) and evaluate the cells ``(triplet, fold)`` for every triplet of ``group``.
 
     Args:
-        cache: the patch cache (all channels).
+        cache: the patch cache (all searched channels).
         group: triplets trained in lock-step on the same batches.
         fold: held-out fold.
-        folds: patient ids per fold.
+        folds_file: the folds JSON (patient ids per fold).
         st: training settings.
         device: ``"cpu"`` or ``"cuda"``.
-        amp: bfloat16 autocast + channels-last on CUDA.
-        images: the cache images already on ``device`` (avoids a copy per call).
-        template: initial model (see :func:`train_group`).
+        amp: bfloat16 autocast on CUDA.
+        output_dir: the run's TensorBoard folder (default: temporary).
+        manifest: the cohort manifest path (recorded in the bundle config).
+        network_factory: see :func:`search_workflow`.
 
     Returns:
         One result dict per triplet: held-out per-lesion probabilities (max over patches),
         metrics at 0.5 and at the training-fold Youden threshold, losses, timings.
 
     Raises:
-        ValueError: an empty training/held-out fold, or a training fold with one class.
+        ValueError: an empty training/held-out fold, a training fold with one class, or a
+            diverged training (NaN/Inf probabilities).
     """
     from dce_monai.metrics.stats import binary_metrics, youden_threshold
 
-    dev = torch.device(device)
-    imgs = images if images is not None else cache.images.to(dev)
-    labels_np = cache.labels.numpy()
-    labels = cache.labels.to(dev)
+    folds = read_folds(folds_file)
+    if not 0 <= int(fold) < len(folds):
+        raise ValueError(f"fold must be in [0, {len(folds)}), got {fold!r}.")
     held = set(folds[fold])
     is_test = np.array([p in held for p in cache.patient_ids])
-    test_np, train_np = np.flatnonzero(is_test), np.flatnonzero(~is_test)
-    if test_np.size == 0 or train_np.size == 0:
-        raise ValueError(f"fold {fold}: {test_np.size} held-out and {train_np.size} training patches; every fold needs both.")
-    if len(set(labels_np[train_np].tolist())) < 2:
-        raise ValueError(f"fold {fold}: the training patients hold one class only ({sorted(set(labels_np[train_np].tolist()))}); use a smaller k.")
-    train_idx = torch.as_tensor(train_np, device=dev)
-    test_idx = torch.as_tensor(test_np, device=dev)
-    cidx = [cache.channel_index(t) for t in group]
-    models, losses, t_train = train_group(imgs, labels, train_idx, cidx, st, fold, dev, amp, template)
+    n_test, n_train = int(is_test.sum()), int((~is_test).sum())
+    if n_test == 0 or n_train == 0:
+        raise ValueError(f"fold {fold}: {n_test} held-out and {n_train} training patches; every fold needs both.")
+    train_classes = sorted(set(cache.labels.numpy()[~is_test].tolist()))
+    if len(train_classes) < 2:
+        raise ValueError(f"fold {fold}: the training patients hold one class only ({train_classes}); use a smaller k.")
+    wf = search_workflow(cache, group, fold, folds_file, st, device, amp, output_dir, manifest, network_factory)
+    t0 = time.perf_counter()
+    wf.run()
+    t_train = time.perf_counter() - t0
+    loss_fn = wf.parser.get_parsed_content("loss")
+    t0 = time.perf_counter()
+    p_test, lid_te, pid_te, y_te = predict_group(wf, "test")
+    p_train, lid_tr, pid_tr, y_tr = predict_group(wf, "train")
+    t_pred = time.perf_counter() - t0
+    wf.finalize()
     results = []
-    for t, m, ci, loss in zip(group, models, cidx, losses):
-        t0 = time.perf_counter()
-        recompute_bn_statistics(m, imgs, train_idx, ci, st, dev, amp)
-        p_test = predict(m, imgs, test_idx, ci, st, dev, amp)
-        p_train = predict(m, imgs, train_idx, ci, st, dev, amp)
-        t_pred = time.perf_counter() - t0
-        if not (np.all(np.isfinite(p_test)) and np.all(np.isfinite(p_train))):
-            raise ValueError(f"cell {cell_name(t, fold)}: the trained network gives NaN/Inf probabilities (training diverged); lower lr or check the patches.")
-        test_rows = _lesion_scores(p_test, test_np, cache.lesion_ids, cache.patient_ids, labels_np)
-        train_rows = _lesion_scores(p_train, train_np, cache.lesion_ids, cache.patient_ids, labels_np)
+    for j, t in enumerate(group):
+        if not (np.all(np.isfinite(p_test[:, j])) and np.all(np.isfinite(p_train[:, j]))):
+            raise ValueError(f"cell {cell_name(t, fold)}: the trained network gives NaN/Inf probabilities (training diverged); lower learning_rate or check the patches.")
+        test_rows = _lesion_scores(p_test[:, j], lid_te, pid_te, y_te)
+        train_rows = _lesion_scores(p_train[:, j], lid_tr, pid_tr, y_tr)
         ytr = [r["label"] for r in train_rows]
         thr = youden_threshold(ytr, [r["prob"] for r in train_rows])
         yte, pte = [r["label"] for r in test_rows], [r["prob"] for r in test_rows]
@@ -507,9 +422,9 @@ def run_cells(
             "triplet": list(t), "model": triplet_name(t), "fold": fold, "lesions": test_rows,
             "train_threshold": thr, "metrics": binary_metrics(yte, pte, 0.5), "metrics_tuned": binary_metrics(yte, pte, thr),
             "train_metrics": binary_metrics(ytr, [r["prob"] for r in train_rows], 0.5),
-            "epoch_loss": loss, "n_train_patches": int(train_np.size), "n_test_patches": int(test_np.size),
-            "seconds": {"train_group": t_train, "train_per_epoch_group": t_train / st.epochs, "group_size": len(group), "predict": t_pred},
-            "device": str(dev),
+            "final_loss": loss_fn.last[j] if j < len(loss_fn.last) else None, "n_train_patches": n_train, "n_test_patches": n_test,
+            "seconds": {"train_group": t_train, "train_per_epoch_group": t_train / st.max_epochs, "group_size": len(group), "predict": t_pred},
+            "device": str(device),
         })
     return results
 
@@ -535,16 +450,19 @@ def _worker_init(cache_path: str, threads: int) -> None:
 
 
 def _worker_task(args: tuple[Any, ...]) -> list[str]:
-    group, fold, folds, st, cells_dir, fingerprint = args
-    return _run_and_write(_WORKER["cache"], group, fold, folds, st, "cpu", False, Path(cells_dir), fingerprint)
+    group, fold, folds_file, st, cells_dir, fingerprint, runs_dir, manifest = args
+    return _run_and_write(_WORKER["cache"], group, fold, folds_file, st, "cpu", False, Path(cells_dir), fingerprint, runs_dir, manifest)
 
 
-def _run_and_write(cache: PatchCache, group: Sequence[Sequence[str]], fold: int, folds: Sequence[Sequence[str]], st: SearchSettings, device: str, amp: bool, cells_dir: Path, fingerprint: str, images: torch.Tensor | None = None, template: nn.Module | None = None) -> list[str]:
-    results = run_cells(cache, group, fold, folds, st, device, amp, images, template)
+def _run_and_write(cache: PatchCache, group: Sequence[Sequence[str]], fold: int, folds_file: str | Path, st: SearchSettings, device: str, amp: bool,
+                   cells_dir: Path, fingerprint: str, runs_dir: str | Path | None = None, manifest: str | Path = "",
+                   network_factory: Any = None) -> list[str]:
+    tb = None if runs_dir is None else Path(runs_dir) / f"fold{fold}__{'__'.join(triplet_name(t) for t in group)}"
+    results = run_cells(cache, group, fold, folds_file, st, device, amp, tb, manifest, network_factory)
     names = []
     for r in results:
         name = cell_name(r["triplet"], fold)
-        write_json_atomic(cells_dir / f"{name}.json", {**r, "fingerprint": fingerprint, "seed": st.seed, "epochs": st.epochs, "complete": True})
+        write_json_atomic(cells_dir / f"{name}.json", {**r, "fingerprint": fingerprint, "seed": st.seed, "max_epochs": st.max_epochs, "complete": True})
         names.append(name)
     return names
 
@@ -627,7 +545,7 @@ def run_search(
     manifest: str | Path | Manifest,
     out_dir: str | Path,
     k: int = 10,
-    epochs: int = 15,
+    max_epochs: int = 15,
     triplets: Sequence[Sequence[str]] | None = None,
     seed: int = 0,
     batch_size: int = 32,
@@ -639,9 +557,10 @@ def run_search(
     amp: bool = True,
     pretrained_weights: str | Path | None = None,
     group_size: int = 4,
-    cache_dtype: str = "float16",
+    cache_dtype: str = "float32",
     progress: bool = True,
     skip_invalid: bool = False,
+    network_factory: Any = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Run (this shard of) the channel search; finished cells are skipped, half-written ones redone.
@@ -650,12 +569,12 @@ def run_search(
         manifest: cohort manifest (path or loaded).
         out_dir: output folder (``cells/``, ``cache/``, ``folds.json``, ``run.json``).
         k: number of patient-wise folds (seed 1: 10).
-        epochs: epochs per cell.
+        max_epochs: epochs per cell.
         triplets: triplets to compare (default: all 35).
         seed: seed of folds, initial weights, batch order and augmentation.
         batch_size: training batch size.
         image_size: network input size (seed 1: 224).
-        patch_size: patch size in voxels (seed 1: 50).
+        patch_size: lesion patch size in voxels (seed 1: 50).
         workers: CPU processes running cells in parallel (CPU only).
         shard: ``(i, n)`` or ``"i/n"``: run cells ``i, i+n, i+2n, ...`` of the cell list.
         device: ``"cpu"`` or ``"cuda"``.
@@ -665,7 +584,9 @@ def run_search(
             ~10 % faster than 1 on an H100 and on CPU, identical results on CPU).
         cache_dtype: ``"float16"`` or ``"float32"`` patch cache.
         progress: progress bars.
-        **settings: further :class:`SearchSettings` fields (``lr``, ``rotate_deg`` ...).
+        network_factory: replaces the bundle's network (see :func:`search_workflow`; its
+            qualified name is part of the cells' fingerprint); CPU serial runs only.
+        **settings: further :class:`SearchSettings` fields (``learning_rate``, ``rotate_deg`` ...).
 
     Returns:
         ``{"cells_total", "cells_in_shard", "cells_run", "cells_skipped", "seconds", "out_dir"}``.
@@ -682,13 +603,15 @@ def run_search(
     for name, v in (("workers", workers), ("group_size", group_size), ("k", k)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
+    if workers > 1 and network_factory is not None:
+        raise ValueError("network_factory runs in this process only; use workers=1.")
     if workers > 1 and dev == "cuda":
         raise ValueError(f"workers={workers} runs CPU processes; on CUDA use workers=1 (and shards for several GPUs).")
     if dev == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' requested but torch sees no CUDA device.")
     sh = parse_shard(shard)
     ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    st = SearchSettings(epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed,
+    st = SearchSettings(max_epochs=max_epochs, batch_size=batch_size, image_size=image_size, seed=seed,
                         pretrained_weights=None if pretrained_weights is None else str(pretrained_weights), **settings)
     for t in triplets or ():
         validate_sequence_names(t, f"triplet {t!r}")
@@ -703,7 +626,7 @@ def run_search(
         for pid, why in left_out:
             logger.warning("channel search: patient %s left out: %s", pid, why)
         channels = sort_sequences(sorted({c for t in trips for c in t}))
-        cache = get_patch_cache(m, out / "cache", sequences=channels, size=ps, dtype=cache_dtype, progress=progress)
+        cache = search_patch_cache(m, out / "cache", channels, ps, dtype=cache_dtype, progress=progress)
         lesions = cache.lesion_table()
         folds_path = out / "folds.json"
         folds = patient_folds(lesions, k=k, seed=seed)
@@ -713,7 +636,9 @@ def run_search(
                 raise ValueError(f"{folds_path} holds other folds than this cohort/k/seed gives; use another --out folder.")
         else:
             write_folds(folds, folds_path, k=k, seed=seed, manifest=str(m.path))
-        fingerprint = cell_fingerprint({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict()})
+        net_name = None if network_factory is None else f"{network_factory.__module__}.{network_factory.__qualname__}"
+        fingerprint = cell_fingerprint({"cache": cache.key, "folds": folds, "settings": st.fingerprint_dict(), "bundle": bundle_configs_hash(),
+                                        **({} if net_name is None else {"network": net_name})})
         run_info = {"manifest": str(m.path), "k": k, "triplets": [list(t) for t in trips], "settings": st.fingerprint_dict(),
                     "fingerprint": fingerprint, "cache": str(cache.path), "n_patches": len(cache), "n_lesions": len(lesions),
                     "skipped_lesions": cache.skipped_lesions, "target": m.target, "channels": channels,
@@ -739,11 +664,10 @@ def run_search(
             tf = [t for t, ff in pending if ff == f]
             groups += [(tf[i : i + group_size], f) for i in range(0, len(tf), group_size)]
         bar = _progress(len(pending), f"channel search{'' if not sh else f' shard {sh[0]}/{sh[1]}'}") if progress else None
+        runs_dir = out / "runs"
         if workers == 1:
-            images = cache.images.to(dev)
-            template = _new_model(st)
             for g, f in groups:
-                _run_and_write(cache, g, f, folds, st, dev, amp, cells_dir, fingerprint, images, template)
+                _run_and_write(cache, g, f, folds_path, st, dev, amp, cells_dir, fingerprint, runs_dir, m.path, network_factory)
                 if bar:
                     bar.update(len(g))
         else:
@@ -753,7 +677,7 @@ def run_search(
 
             threads = resolve_threads(None, workers)  # the CPUs this process may use, shared among the workers
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(str(cache.path), threads)) as ex:
-                futs = [ex.submit(_worker_task, (g, f, folds, st, str(cells_dir), fingerprint)) for g, f in groups]
+                futs = [ex.submit(_worker_task, (g, f, str(folds_path), st, str(cells_dir), fingerprint, str(runs_dir), str(m.path))) for g, f in groups]
                 for fu in futs:
                     done = fu.result()
                     if bar:
@@ -916,48 +840,12 @@ def _write_hparams(log_dir: Path, table: Sequence[dict[str, Any]], run: dict[str
     with SummaryWriter(str(log_dir)) as w:
         for r in table:
             t = r["_t"]
-            hp = {"triplet": r["model"], "c1": t[0], "c2": t[1], "c3": t[2], "epochs": st["epochs"], "lr": st["lr"],
+            hp = {"triplet": r["model"], "c1": t[0], "c2": t[1], "c3": t[2], "max_epochs": st["max_epochs"], "learning_rate": st["learning_rate"],
                   "batch_size": st["batch_size"], "image_size": st["image_size"], "k": run["k"]}
             metrics = {f"hparam/{m}": (float(r[m]) if not math.isnan(r[m]) else 0.0) for m in
                        ("auc", "auc_ci_low", "auc_ci_high", "sensitivity", "specificity", "accuracy", "fold_auc_mean", "delong_p_vs_best")}
             w.add_hparams(hp, metrics, run_name=r["model"])
     return log_dir
-
-
-# ----------------------------------------------------------------------------- reference (slow) path
-
-
-def reference_patches(manifest: str | Path | Manifest, triplet: Sequence[str], patch_size: int | Sequence[int] = 50) -> tuple[torch.Tensor, list[str], list[str], torch.Tensor]:
-    """The patches of one triplet through a per-cell MONAI ``Dataset`` (no shared cache).
-
-    This is what a bundle per cell does: load the files, subtract, scale, stack the 3
-    channels and cut patches, for this triplet alone. It is the reference the fast path is
-    checked against (same patches in the same order) and the "naive" side of the benchmark.
-
-    Returns:
-        (patches (N, 3, H, W) float32, lesion ids, patient ids, labels (N,)).
-    """
-    from monai.data import Dataset
-    from monai.transforms import Compose
-
-    from dce_monai.transforms import LesionPatchesd
-    from dce_monai.workflows.patch_cache import files_needed, patient_pipeline
-
-    m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
-    trip = validate_sequence_names(triplet, "triplet")
-    ps = (patch_size, patch_size) if isinstance(patch_size, int) else (int(patch_size[0]), int(patch_size[1]))
-    fs = files_needed(trip)
-    pipe = Compose([patient_pipeline(fs, trip), LesionPatchesd(size=ps, on_empty="raise")])
-    ds = Dataset(m.to_datalist(level="lesion", sequences=fs), transform=pipe)
-    imgs, lids, pids, ys = [], [], [], []
-    for i in range(len(ds)):
-        patches = ds[i]
-        for p in patches:
-            imgs.append(p["image"].as_tensor().float())
-            lids.append(str(p["lesion_id"]))
-            pids.append(str(p["patient_id"]))
-            ys.append(int(p["label"]))
-    return torch.stack(imgs), lids, pids, torch.tensor(ys, dtype=torch.int64)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -968,17 +856,18 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="cohort manifest JSON")
     parser.add_argument("--out", required=True, help="output folder (cells/, cache/, predictions.csv, ranking.md)")
     parser.add_argument("--k", type=int, default=10, help="patient-wise folds (seed 1: 10)")
-    parser.add_argument("--epochs", type=int, default=15, help="epochs per cell")
+    parser.add_argument("--max-epochs", type=int, default=15, help="epochs per cell (the bundle's max_epochs)")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="initial SGD learning rate (the bundle's learning_rate)")
     parser.add_argument("--triplets", default=None, help='e.g. "T1pre,T1post3,sub;T2,T1pre,sub" (default: every triplet of the channels all exams have: 35 with T2, 20 without); exams lacking a requested channel are listed and left out')
     parser.add_argument("--shard", default=None, help="i/n: run every n-th cell starting at i (e.g. 0/4)")
     parser.add_argument("--merge", action="store_true", help="combine finished cells into predictions.csv and ranking.{csv,md}")
     parser.add_argument("--workers", type=int, default=1, help="CPU processes running cells in parallel")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--no-amp", action="store_true", help="disable bfloat16 autocast / channels-last on CUDA")
+    parser.add_argument("--no-amp", action="store_true", help="disable bfloat16 autocast on CUDA")
     parser.add_argument("--group-size", type=int, default=4, help="triplets trained in lock-step on shared batches")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--patch-size", type=int, default=50)
+    parser.add_argument("--image-size", type=int, default=224, help="network input size in pixels (the bundle's image_size)")
+    parser.add_argument("--patch-size", type=int, default=50, help="lesion patch size in voxels (the bundle's patch_size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrained-weights", default=None, help="local torchvision ResNet34 .pth (never downloaded)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs (merge)")
@@ -993,7 +882,7 @@ def cli_main(args: argparse.Namespace) -> int:
     """
     if not args.merge:
         summary = run_search(
-            args.manifest, args.out, k=args.k, epochs=args.epochs, seed=args.seed,
+            args.manifest, args.out, k=args.k, max_epochs=args.max_epochs, learning_rate=args.learning_rate, seed=args.seed,
             triplets=None if args.triplets is None or args.triplets.strip().lower() == "all" else parse_triplets(args.triplets),
             batch_size=args.batch_size, image_size=args.image_size, patch_size=args.patch_size, workers=args.workers,
             shard=args.shard, device=args.device, amp=not args.no_amp, pretrained_weights=args.pretrained_weights,

@@ -17,7 +17,9 @@ from dce_monai.workflows.results import read_predictions
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "breast_dce_transfer_resnet34"
 CONFIGS = BUNDLE / "configs"
-TINY = {"patch_size": 32, "batch_size": 4}
+# the trained fixture validates on the held-out fold to exercise the validation handlers; the
+# bundle's default validates nothing (test_default_training_never_touches_the_held_out_fold)
+TINY = {"image_size": 32, "batch_size": 4, "val_split": "test"}
 
 
 def _common(cohort: dict[str, Path], out: Path, **over: object) -> dict[str, object]:
@@ -50,12 +52,32 @@ def trained(bundle_cohort, tmp_path_factory):
     return {"out": out, "first": first, "second": second}
 
 
-def test_train_writes_best_model_and_state(trained):
+def test_train_writes_last_model_best_model_and_state(trained):
     out = trained["out"]
     assert trained["first"]["epoch"] == 1 and 0.0 <= trained["first"]["metrics"]["val_auc"] <= 1.0
     assert {"val_auc_sensitivity", "val_auc_specificity"} <= set(trained["first"]["metrics"])
-    assert (out / "models" / "model.pt").is_file()
+    last = torch.load(out / "models" / "model.pt", weights_only=True)
+    state = torch.load(out / "out" / "train_state" / "checkpoint_epoch=2.pt", weights_only=False)["network"]
+    assert last.keys() == state.keys() and all(torch.equal(last[k], state[k]) for k in last)  # the last epoch's model
+    assert (out / "models" / "model_best.pt").is_file()
     assert sorted(p.name for p in (out / "out" / "train_state").glob("*.pt")) == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt"]
+
+
+def test_default_training_never_touches_the_held_out_fold(bundle_cohort, tmp_path):
+    """Without an inner validation split nothing is validated during training and no model is chosen;
+    with one, validation patients come from the training folds only."""
+    held = set(json.loads(Path(bundle_cohort["folds"]).read_text())["folds"][0])
+    over = {k: v for k, v in _common(bundle_cohort, tmp_path).items() if k != "val_split"}
+    wf = _workflow(["train.json"], "train", **over)
+    handlers = wf.parser.get_parsed_content("train#handlers")
+    assert not any(type(h).__name__ == "ValidationHandler" for h in handlers)
+    train_ids = {d["patient_id"] for d in wf.parser.get_parsed_content("train#datalist")}
+    assert train_ids and train_ids.isdisjoint(held) and wf.parser.get_parsed_content("validate#datalist") == []
+    wf2 = _workflow(["train.json"], "train", **{**over, "val_fraction": 0.5})
+    assert any(type(h).__name__ == "ValidationHandler" for h in wf2.parser.get_parsed_content("train#handlers"))
+    val_ids = {d["patient_id"] for d in wf2.parser.get_parsed_content("validate#datalist")}
+    train2 = {d["patient_id"] for d in wf2.parser.get_parsed_content("train#datalist")}
+    assert val_ids and val_ids.isdisjoint(held) and val_ids.isdisjoint(train2) and val_ids | train2 == train_ids
 
 
 def test_resume_continues_epoch_count(trained):
@@ -93,8 +115,11 @@ def test_evaluate_and_inference_write_tables(trained, bundle_cohort):
     ev.run()
     ev.finalize()
     metrics = json.loads((out / "out" / "metrics.json").read_text())
-    assert metrics["split"] == "test" and 0.0 <= metrics["metrics"]["val_auc"] <= 1.0
     rows = read_predictions(out / "out" / "predictions.csv")
+    from dce_monai.metrics.stats import binary_metrics
+
+    assert metrics["split"] == "test"
+    assert metrics["metrics"]["val_auc"] == pytest.approx(binary_metrics([r["label"] for r in rows], [r["prob"] for r in rows])["auc"], abs=1e-9)
     fold0 = set(json.loads(Path(bundle_cohort["folds"]).read_text())["folds"][0])
     assert rows and {r["patient_id"] for r in rows} <= fold0
     assert {(r["split"], r["fold"]) for r in rows} == {("test", 0)}  # held-out fold 0
@@ -119,7 +144,7 @@ def test_ckpt_export_torchscript_matches_eager(trained, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     from dce_monai.networks.nets.resnet_transfer import ResNet34Transfer
 
-    eager = ResNet34Transfer(in_channels=3, out_channels=2)
+    eager = ResNet34Transfer(in_channels=3, out_channels=2, input_range=(0.0, 2.0))
     eager.load_state_dict(torch.load(trained["out"] / "models" / "model.pt", weights_only=True))
     eager.eval()
     scripted = torch.jit.load(str(ts))
@@ -167,6 +192,7 @@ def test_fold_datalist_splits(bundle_cohort):
     test = bu.fold_datalist(m, f, 0, "test")
     assert {d["patient_id"] for d in train}.isdisjoint({d["patient_id"] for d in test})
     assert len(bu.fold_datalist(m, None, split="all")) == len(train) + len(test)
+    assert bu.fold_datalist(m, f, 0, "val") == []  # no inner validation split without val_fraction
 
 
 @pytest.mark.parametrize(
@@ -175,7 +201,6 @@ def test_fold_datalist_splits(bundle_cohort):
         ({"split": "nope"}, ValueError, "nope"),
         ({"fold": 5, "split": "test"}, ValueError, r"fold must be in \[0, 2\)"),
         ({"folds": None, "split": "train"}, ValueError, "folds is required for split='train'"),
-        ({"split": "val"}, ValueError, "split 'val' of fold 0 is empty"),
     ],
 )
 def test_fold_datalist_errors(bundle_cohort, kwargs, exc, match):

@@ -1,4 +1,4 @@
-"""The seven-channel patch cache: content, channel order, reuse/rebuild, errors."""
+"""The patch cache: built by the seed 1 bundle's own preprocessing; content, channel order, reuse/rebuild, splits, errors."""
 
 from __future__ import annotations
 
@@ -8,17 +8,21 @@ import os
 import pytest
 import torch
 
+from dce_monai.data.folds import patient_folds
 from dce_monai.data.manifest import load_manifest
 from dce_monai.sequences import SEQUENCES
 from dce_monai.workflows import patch_cache as pc
-from dce_monai.workflows.patch_cache import (
-    build_patch_cache,
-    get_patch_cache,
-    load_patch_cache,
-)
-from dce_monai.workflows.search_channels import reference_patches
+from dce_monai.workflows.patch_cache import PatchCacheDataset, build_patch_cache, get_patch_cache, load_patch_cache
+from dce_monai.workflows.search_channels import bundle_preprocessing
 
 SIZE = (16, 16)
+
+
+def _get(cohort, folder, seqs=SEQUENCES, size=SIZE, dtype="float32", build=False):
+    pre, key = bundle_preprocessing(cohort, seqs, size)
+    fn = build_patch_cache if build else get_patch_cache
+    out = fn(cohort, folder, pre, key, sequences=seqs, dtype=dtype, progress=False)
+    return load_patch_cache(out) if build else out
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +34,13 @@ def cohort(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cache32(cohort, tmp_path_factory):
-    return get_patch_cache(cohort, tmp_path_factory.mktemp("pc32"), size=SIZE, dtype="float32", progress=False)
+    return _get(cohort, tmp_path_factory.mktemp("pc32"))
 
 
-def test_shapes_ids_and_labels(cohort, tmp_path):
-    c = get_patch_cache(cohort, tmp_path, size=SIZE, progress=False)
+def test_shapes_ids_and_labels(cohort, cache32):
+    c = cache32
     n = len(c)
-    assert n > 0 and c.images.shape == (n, 7, *SIZE) and c.images.dtype == torch.float16
+    assert n > 0 and c.images.shape == (n, 7, *SIZE) and c.images.dtype == torch.float32
     assert c.channel_names == list(SEQUENCES)
     assert len(c.lesion_ids) == len(c.patient_ids) == n and c.labels.shape == (n,) and c.slice_index.shape == (n,)
     m = load_manifest(cohort)
@@ -45,47 +49,50 @@ def test_shapes_ids_and_labels(cohort, tmp_path):
         assert truth[lid] == (pid, y)
     assert set(c.lesion_ids) | set(c.skipped_lesions) == set(truth)
     assert sum(r["n_patches"] for r in c.lesion_table()) == n
-    assert c.settings["size"] == list(SIZE) and len(c.key) == 64
+    assert c.settings["transform"] and len(c.key) == 64
 
 
-def test_channel_order_matches_a_per_triplet_pipeline(cohort, cache32):
-    """Each cached channel equals the same channel computed by a pipeline for that triplet alone."""
-    for trip in [("T2", "T1pre", "T1post1"), ("T1post2", "T1post3", "T1post4"), ("T1pre", "T1post3", "sub")]:
-        imgs, lids, pids, ys = reference_patches(cohort, trip, SIZE)
-        assert lids == cache32.lesion_ids and pids == cache32.patient_ids and torch.equal(ys, cache32.labels)
+def test_channels_equal_the_bundle_pipeline_for_a_triplet_alone(cohort, cache32):
+    """Each cached channel equals the same channel the bundle's preprocessing gives for that triplet alone."""
+    from monai.data import Dataset
+
+    for trip in [("T2", "T1pre", "T1post1"), ("T1pre", "T1post3", "sub")]:
+        pre, _ = bundle_preprocessing(cohort, trip, SIZE)
+        ds = Dataset(load_manifest(cohort).to_datalist(level="lesion"), transform=pre)
+        patches = [p for i in range(len(ds)) for p in ds[i]]
+        assert [str(p["lesion_id"]) for p in patches] == cache32.lesion_ids
+        imgs = torch.stack([p["image"].as_tensor() for p in patches])
         assert torch.equal(imgs, cache32.images[:, cache32.channel_index(trip)])
-    im = cache32.images
-    i = {n: k for k, n in enumerate(cache32.channel_names)}
+    im, i = cache32.images, {n: k for k, n in enumerate(cache32.channel_names)}
     assert torch.allclose(im[:, i["sub"]], im[:, i["T1post1"]] - im[:, i["T1pre"]], atol=1e-5)
 
 
 def test_float16_cache_is_the_float32_cache_rounded(cohort, cache32, tmp_path):
-    c16 = get_patch_cache(cohort, tmp_path, size=SIZE, dtype="float16", progress=False)
-    assert torch.equal(c16.images, cache32.images.to(torch.float16))
+    assert torch.equal(_get(cohort, tmp_path, dtype="float16").images, cache32.images.to(torch.float16))
 
 
 def test_reuse_without_rebuild(cohort, tmp_path, monkeypatch):
-    c1 = get_patch_cache(cohort, tmp_path, size=SIZE, progress=False)
+    c1 = _get(cohort, tmp_path)
     mtime = os.stat(c1.path).st_mtime_ns
 
     def no_build(*a, **k):
         raise AssertionError("cache rebuilt although nothing changed")
 
     monkeypatch.setattr(pc, "build_patch_cache", no_build)
-    c2 = get_patch_cache(cohort, tmp_path, size=SIZE, progress=False)
+    c2 = _get(cohort, tmp_path)
     assert c2.path == c1.path and os.stat(c2.path).st_mtime_ns == mtime and torch.equal(c1.images, c2.images)
 
 
-def test_rebuild_when_manifest_or_settings_change(cohort, tmp_path):
-    c1 = get_patch_cache(cohort, tmp_path / "c", size=SIZE, progress=False)
-    c_size = get_patch_cache(cohort, tmp_path / "c", size=(12, 12), progress=False)
+def test_rebuild_when_manifest_or_transform_change(cohort, tmp_path):
+    c1 = _get(cohort, tmp_path / "c")
+    c_size = _get(cohort, tmp_path / "c", size=(12, 12))
     assert c_size.path != c1.path and c_size.images.shape[-2:] == (12, 12)
     data = json.loads(cohort.read_text())
     flipped = data["patients"][0]["lesions"][0]
     flipped["malignant"] = 1 - flipped["malignant"]
     new = cohort.parent / "manifest_changed.json"
     new.write_text(json.dumps(data))
-    c2 = get_patch_cache(new, tmp_path / "c", size=SIZE, progress=False)
+    c2 = _get(new, tmp_path / "c")
     assert c2.path != c1.path
     lid = flipped["lesion_id"]
     if lid in c1.lesion_ids:
@@ -94,19 +101,17 @@ def test_rebuild_when_manifest_or_settings_change(cohort, tmp_path):
 
 
 def test_truncated_cache_file_is_rebuilt(cohort, tmp_path):
-    c1 = get_patch_cache(cohort, tmp_path, size=SIZE, progress=False)
+    c1 = _get(cohort, tmp_path)
     c1.path.write_bytes(c1.path.read_bytes()[:100])
     with pytest.raises(ValueError, match="not a readable patch cache"):
         load_patch_cache(c1.path)
-    c2 = get_patch_cache(cohort, tmp_path, size=SIZE, progress=False)
-    assert torch.equal(c2.images, c1.images)
+    assert torch.equal(_get(cohort, tmp_path).images, c1.images)
 
 
-def test_subset_of_sequences(cohort, tmp_path):
-    c = get_patch_cache(cohort, tmp_path, sequences=("T1post2", "sub"), size=SIZE, dtype="float32", progress=False)
-    full = get_patch_cache(cohort, tmp_path, size=SIZE, dtype="float32", progress=False)
+def test_subset_of_sequences(cohort, cache32, tmp_path):
+    c = _get(cohort, tmp_path, seqs=("T1post2", "sub"))
     assert c.channel_names == ["T1post2", "sub"]
-    assert torch.equal(c.images, full.images[:, full.channel_index(["T1post2", "sub"])])
+    assert torch.equal(c.images, cache32.images[:, cache32.channel_index(["T1post2", "sub"])])
 
 
 def test_lesion_masks_instead_of_label_values(cohort, tmp_path):
@@ -124,26 +129,40 @@ def test_lesion_masks_instead_of_label_values(cohort, tmp_path):
             nib.save(nib.Nifti1Image((lm == les["label_value"]).astype(np.uint8), img.affine), str(cohort.parent / rel))
             les["mask"] = rel
             del les["label_value"]
+        del p["exam"]["label_map"]
     new = cohort.parent / "manifest_masks.json"
     new.write_text(json.dumps(data))
-    a = get_patch_cache(new, tmp_path, size=SIZE, progress=False)
-    b = get_patch_cache(cohort, tmp_path, size=SIZE, progress=False)
-    assert a.lesion_ids == b.lesion_ids and torch.equal(a.images, b.images)
+    a = _get(new, tmp_path, seqs=("T1pre", "T1post1", "sub"), build=True)
+    b = _get(cohort, tmp_path, seqs=("T1pre", "T1post1", "sub"))
+    assert set(a.lesion_ids) >= set(b.lesion_ids) and len(a) >= len(b)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [
-        ({"size": (16,)}, "size must be two positive integers"),
-        ({"size": (0, 16)}, "size must be two positive integers"),
-        ({"size_mm": (10.0, -1.0)}, "size_mm must be two positive numbers"),
-        ({"dtype": "int8"}, "int8"),
-        ({"sequences": ("T1pre", "T3")}, "unknown sequence name 'T3'"),
-    ],
+    [({"dtype": "int8"}, "int8"), ({"sequences": ("T1pre", "T3")}, "unknown sequence name 'T3'"),
+     ({"transform_key": ""}, "transform_key must name")],
 )
 def test_bad_settings(cohort, tmp_path, kwargs, match):
+    pre, key = bundle_preprocessing(cohort, SEQUENCES, SIZE)
     with pytest.raises(ValueError, match=match):
-        build_patch_cache(cohort, tmp_path, **{"size": SIZE, "progress": False, **kwargs})
+        build_patch_cache(cohort, tmp_path, pre, **{"transform_key": key, "progress": False, **kwargs})
+
+
+def test_transform_of_other_channels_refused(cohort, tmp_path):
+    pre, key = bundle_preprocessing(cohort, ("T1pre", "T1post1", "sub"), SIZE)
+    with pytest.raises(ValueError, match=r"lesion 'PH0000-L\d': the transform gave an image of shape \(3, 16, 16\); expected \(7, H, W\)"):
+        build_patch_cache(cohort, tmp_path, pre, key, progress=False)
+
+
+def test_patches_of_different_shapes_refused(cohort, tmp_path):
+    calls = []
+
+    def odd(rec):
+        calls.append(rec)
+        return [{"image": torch.zeros(1, 8 + len(calls), 8), "slice_index": 0}]
+
+    with pytest.raises(ValueError, match="patches differ in shape"):
+        build_patch_cache(cohort, tmp_path, odd, "odd", sequences=("T1pre",), progress=False)
 
 
 def test_missing_sequence_names_the_patient(cohort, tmp_path):
@@ -153,75 +172,49 @@ def test_missing_sequence_names_the_patient(cohort, tmp_path):
     del data["patients"][1]["exam"]["acquisition_times_s"]["T1post4"]
     new = cohort.parent / "manifest_no_post4.json"
     new.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match=rf"patient '{pid}'.*T1post4"):
-        build_patch_cache(new, tmp_path, size=SIZE, progress=False)
+    with pytest.raises(ValueError, match=rf"patient '{pid}' has no \['T1post4'\]"):
+        _get(new, tmp_path, build=True)
 
 
-def _rewrite_label_map(cohort, tmp_path, fn):
-    """Copy of the manifest with patient 0 only and its label map replaced by ``fn(label_map)``."""
+def test_no_patch_at_all(cohort, tmp_path):
     import nibabel as nib
     import numpy as np
 
     data = json.loads(cohort.read_text())
     p = data["patients"][0]
     img = nib.load(str(cohort.parent / p["exam"]["label_map"]))
-    lm, lesions = fn(np.asarray(img.dataobj).astype(np.uint8), p["lesions"])
-    p["lesions"] = lesions
     rel = str(tmp_path / "label_map.nii.gz")
-    nib.save(nib.Nifti1Image(lm, img.affine), rel)
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), rel)
     p["exam"]["label_map"] = rel
     data["patients"] = [p]
-    new = cohort.parent / f"manifest_{tmp_path.name}.json"
+    new = cohort.parent / "manifest_empty.json"
     new.write_text(json.dumps(data))
-    return new
-
-
-def test_no_patch_at_all(cohort, tmp_path):
-    """Two lesions on the same slices with a patch covering both: every patch is dropped."""
-    import numpy as np
-
-    def twin(lm, lesions):
-        one = lm == lesions[0]["label_value"]
-        out = one.astype(np.uint8)
-        out[np.roll(one, 3, axis=0) & ~one] = 2
-        les = [dict(lesions[0], label_value=1), dict(lesions[0], lesion_id="twin", label_value=2)]
-        return out, les
-
-    new = _rewrite_label_map(cohort, tmp_path, twin)
     with pytest.raises(ValueError, match="no lesion produced a patch"):
-        build_patch_cache(new, tmp_path, size=(64, 64), progress=False)
+        _get(new, tmp_path, build=True)
 
 
-def test_lesion_absent_from_label_map_names_the_case(cohort, tmp_path):
-    new = _rewrite_label_map(cohort, tmp_path, lambda lm, les: (lm * 0, les))
-    lid = json.loads(new.read_text())["patients"][0]["lesions"][0]["lesion_id"]
-    with pytest.raises(ValueError, match=rf"lesion '{lid}': lesion is empty"):
-        build_patch_cache(new, tmp_path, size=SIZE, progress=False)
+def test_dataset_splits_partition_the_cache(cache32):
+    folds = patient_folds(cache32.lesion_table(), k=2, seed=0)
+    tr, te = PatchCacheDataset(cache32, folds, 0, "train"), PatchCacheDataset(cache32, folds, 0, "test")
+    assert len(tr) + len(te) == len(cache32)
+    assert {tr[i]["patient_id"] for i in range(len(tr))}.isdisjoint(folds[0])
+    assert {te[i]["patient_id"] for i in range(len(te))} <= set(folds[0])
+    item = te[0]
+    j = cache32.patient_ids.index(item["patient_id"])
+    assert torch.equal(item["image"], cache32.images[j]) and item["lesion_id"] == cache32.lesion_ids[j]
+    assert tr.index.tolist() == sorted(tr.index.tolist())
 
 
-def test_size_mm_on_different_spacings(cohort, tmp_path):
-    from dce_monai.data.manifest import Manifest
-    from dce_monai.data.phantom import generate_cohort
+@pytest.mark.parametrize("fold, split, match", [(2, "train", r"fold must be in \[0, 2\)"), (0, "val", "val")])
+def test_dataset_errors(cache32, fold, split, match):
+    folds = patient_folds(cache32.lesion_table(), k=2, seed=0)
+    with pytest.raises(ValueError, match=match):
+        PatchCacheDataset(cache32, folds, fold, split)
 
-    other = load_manifest(generate_cohort(tmp_path / "demo", n_patients=1, seed=1, size="demo", progress=False))
-    mixed = load_manifest(cohort)
-    pats = []
-    for tag, man in (("A", mixed), ("B", other)):
-        for p in man.patients[:1]:
-            p = json.loads(json.dumps(p))
-            p["patient_id"] = tag + p["patient_id"]
-            for les in p["lesions"]:
-                les["lesion_id"] = tag + les["lesion_id"]
-            ex = p["exam"]
-            ex["sequences"] = {k: man.resolve(v) for k, v in ex["sequences"].items()}
-            for key in ("label_map", "breast_mask", "bias_field"):
-                if key in ex:
-                    ex[key] = man.resolve(ex[key])
-            pats.append(p)
-    m = Manifest(tmp_path / "mixed.json", tmp_path, mixed.dataset, pats)
-    (tmp_path / "mixed.json").write_text("{}")
-    with pytest.raises(ValueError, match="patches differ in shape"):
-        build_patch_cache(m, tmp_path / "c", size_mm=(30.0, 30.0), drop_other_lesions=False, progress=False)
+
+def test_dataset_empty_split(cache32):
+    with pytest.raises(ValueError, match="split 'test' of fold 0 holds no patch"):
+        PatchCacheDataset(cache32, [["nobody"], sorted(set(cache32.patient_ids))], 0, "test")
 
 
 def test_channel_index_and_loading_errors(cache32, tmp_path):

@@ -67,7 +67,7 @@ def test_mama_mia_chain_with_her2_target(mama_root, tmp_path, capsys):
 
     # seed 1 bundle: train, evaluate, inference (channels present in every exam)
     s1 = {"manifest": str(manifest), "folds": str(folds), "fold": 0, "output_dir": str(tmp_path / "s1"), "ckpt_dir": str(tmp_path / "s1m"),
-          "max_epochs": 1, "patch_size": 32, "batch_size": 4, "channels": ["T1pre", "T1post3", "sub"]}
+          "max_epochs": 1, "image_size": 32, "batch_size": 4, "channels": ["T1pre", "T1post3", "sub"]}
     _bundle("breast_dce_transfer_resnet34", ["train.json"], "train", **s1)
     _bundle("breast_dce_transfer_resnet34", ["inference.json", "evaluate.json"], "infer", **s1)
     metrics = json.loads((tmp_path / "s1" / "metrics.json").read_text())
@@ -85,7 +85,7 @@ def test_mama_mia_chain_with_her2_target(mama_root, tmp_path, capsys):
     runs = tmp_path / "runs"
     assert main(["compare-masking", str(manifest), "--out", str(runs / "masking"), "--folds", str(folds), "--epochs", "1",
                  "--spatial-size", "16", "16", "8", "--batch-size", "2", "--vgg-channels", "4", "8", "--variants", "mask_guided"]) == 0
-    search = ["search-channels", str(manifest), "--out", str(runs / "search"), "--k", "2", "--epochs", "1", "--image-size", "32",
+    search = ["search-channels", str(manifest), "--out", str(runs / "search"), "--k", "2", "--max-epochs", "1", "--image-size", "32",
               "--patch-size", "16", "--batch-size", "8", "--no-progress", "--n-boot", "20", "--triplets", "T1pre,T1post3,sub;T1post1,T1post4,sub"]
     assert main([*search, "--shard", "0/2"]) == 0
     assert "patient SITEA_PH0000 left out: lacks ['T1post4']" in capsys.readouterr().out  # 3-phase exams and T1post4
@@ -125,6 +125,6 @@ def test_generic_import_chain(mama_root, tmp_path, capsys):
     folds = tmp_path / "folds.json"
     assert main(["folds", str(manifest), "--k", "2", "--out", str(folds)]) == 0
     _bundle("breast_dce_transfer_resnet34", ["train.json"], "train", manifest=str(manifest), folds=str(folds), fold=1, output_dir=str(tmp_path / "s1"),
-            ckpt_dir=str(tmp_path / "s1m"), max_epochs=1, patch_size=32, batch_size=4)
+            ckpt_dir=str(tmp_path / "s1m"), max_epochs=1, image_size=32, batch_size=4)
     assert (tmp_path / "s1m" / "model.pt").is_file()
     assert main(["baseline-kinetics", str(manifest), "--out", str(tmp_path / "kin"), "--folds", str(folds), "--n-boot", "20"]) == 0

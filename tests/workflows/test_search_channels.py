@@ -1,4 +1,4 @@
-"""Channel-triplet search: ranking, shards, idempotent re-runs, fast path vs reference path."""
+"""Channel-triplet search: ranking, shards, idempotent re-runs, and a search cell equal to a bundle run."""
 
 from __future__ import annotations
 
@@ -10,30 +10,25 @@ import os
 
 import pytest
 import torch
-import torch.nn.functional as F
-from monai.data import MetaTensor
 
 from dce_monai.data.folds import patient_folds, write_folds
-from dce_monai.transforms import ImageNetNormalize
-from dce_monai.workflows.patch_cache import PatchCache, get_patch_cache
+from dce_monai.workflows.patch_cache import PatchCache
 from dce_monai.workflows.results import read_predictions
 from dce_monai.workflows.search_channels import (
     SearchSettings,
     add_cli_arguments,
-    augment_resize,
     cell_name,
     cli_main,
     merge,
-    normalize_batch,
     parse_shard,
     parse_triplets,
-    reference_patches,
     run_cells,
     run_search,
+    search_patch_cache,
     triplet_name,
 )
 
-FAST = {"k": 2, "epochs": 1, "image_size": 32, "patch_size": 16, "batch_size": 16, "progress": False}
+FAST = {"k": 2, "max_epochs": 1, "image_size": 32, "patch_size": 16, "batch_size": 16, "progress": False}
 TRIPS = [("T2", "T1pre", "sub"), ("T1pre", "T1post3", "sub"), ("T1post1", "T1post2", "T1post4")]
 
 
@@ -44,25 +39,34 @@ def cohort(tmp_path_factory):
     return generate_cohort(tmp_path_factory.mktemp("sc_cohort"), n_patients=8, seed=3, size="tiny", progress=False)
 
 
-def _small_cnn(st: SearchSettings) -> torch.nn.Module:
-    """A 3-input CNN a hundred times cheaper than ResNet34, seeded like the real model factory."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(st.seed)
-        return torch.nn.Sequential(
-            torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-            torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 2),
-        )
+class _TinySelect(torch.nn.Module):
+    """A 3-input CNN a hundred times cheaper than ResNet34, selecting its triplet like the select adapter."""
+
+    def __init__(self, index, seed):
+        super().__init__()
+        self.register_buffer("index", torch.as_tensor(index))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+
+    def forward(self, x):
+        return self.net(x.index_select(1, self.index))
+
+
+def tiny_group(channels, triplets, seed):
+    from dce_monai.networks.nets import Lockstep
+
+    return Lockstep([_TinySelect([channels.index(c) for c in t], seed) for t in triplets])
 
 
 @pytest.fixture(scope="module")
 def full_search(cohort, tmp_path_factory):
     """All 35 triplets x 2 folds. The ranking, CI and merge logic is under test here, not the
-    network, so a small CNN stands in for ResNet34 (70 ResNet34 trainings would take minutes
-    on 2 cores); the tests below that compare paths use the real ResNet34."""
+    network, so a small CNN group stands in for the ResNet34 group (70 ResNet34 trainings take
+    minutes on 2 cores); the tests below that compare paths use the real ResNet34."""
     out = tmp_path_factory.mktemp("sc_full")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("dce_monai.workflows.search_channels._new_model", _small_cnn)
-        summary = run_search(cohort, out, group_size=5, **FAST)
+    summary = run_search(cohort, out, group_size=7, network_factory=tiny_group, **FAST)
     return out, summary, merge(out, n_boot=200)
 
 
@@ -102,7 +106,7 @@ def test_all_35_triplets_ranked_with_cis(full_search):
     assert len(preds) == 35 * n_les and {p["experiment"] for p in preds} == {"channel_search"} and {p["split"] for p in preds} == {"val"}
     assert any(f.name.startswith("events.out.tfevents") for f in paths["tensorboard"].rglob("*"))
     cell = json.loads((out / "cells" / f"{cell_name(('T1pre', 'T1post3', 'sub'), 1)}.json").read_text())
-    assert cell["complete"] and cell["model"] == "T1pre+T1post3+sub" and cell["fold"] == 1 and len(cell["epoch_loss"]) == 1
+    assert cell["complete"] and cell["model"] == "T1pre+T1post3+sub" and cell["fold"] == 1 and math.isfinite(cell["final_loss"])
 
 
 def test_metrics_recomputed_from_predictions(full_search):
@@ -162,7 +166,7 @@ def _cells(folder):
 def _same_cells(got, ref):
     assert got.keys() <= ref.keys() and got
     for name, c in got.items():
-        assert c["lesions"] == ref[name]["lesions"] and c["epoch_loss"] == ref[name]["epoch_loss"], name
+        assert c["lesions"] == ref[name]["lesions"] and c["final_loss"] == ref[name]["final_loss"], name
 
 
 def test_lock_step_group_gives_the_same_cells(cohort, small_run, tmp_path):
@@ -183,43 +187,36 @@ def test_workers_give_the_same_cells_as_serial_at_equal_threads(cohort, tmp_path
     _same_cells(_cells(tmp_path / "w"), _cells(tmp_path / "serial"))
 
 
-def test_fast_path_equals_reference_path(cohort, tmp_path):
-    """Cached seven-channel patches indexed on the device train exactly like a per-triplet MONAI pipeline."""
-    cache = get_patch_cache(cohort, tmp_path, size=(16, 16), dtype="float32", progress=False)
-    st = SearchSettings(epochs=1, image_size=32, batch_size=16)
-    folds = patient_folds(cache.lesion_table(), k=2, seed=0)
+def test_search_cell_equals_bundle_run(cohort, small_run, tmp_path):
+    """One search cell (trained in a lock-step group, on the seven-channel cache) predicts what the
+    seed 1 bundle's train.json + evaluate.json give with the same settings: same patches, same
+    batches, same augmentation, same initial weights, same model kept."""
+    from dce_monai.workflows.bundle_utils import bundle_workflow
+
     trip = ("T1pre", "T1post3", "sub")
-    fast = run_cells(cache, [trip], 1, folds, st)[0]
-    imgs, lids, pids, ys = reference_patches(cohort, trip, 16)
-    ref_cache = PatchCache(images=imgs, channel_names=list(trip), labels=ys, lesion_ids=lids, patient_ids=pids, slice_index=torch.zeros(len(lids)))
-    ref = run_cells(ref_cache, [trip], 1, folds, st)[0]
-    assert fast["lesions"] == ref["lesions"] and fast["epoch_loss"] == ref["epoch_loss"]
-    assert fast["train_threshold"] == ref["train_threshold"]
+    common = {"manifest": str(cohort), "folds": str(small_run / "folds.json"), "fold": 1, "channels": list(trip),
+              "output_dir": str(tmp_path / "eval"), "ckpt_dir": str(tmp_path / "models"), "train_state_dir": str(tmp_path / "state"),
+              "max_epochs": FAST["max_epochs"], "image_size": FAST["image_size"], "batch_size": FAST["batch_size"],
+              "patch_size": [FAST["patch_size"]] * 2}
+    wf = bundle_workflow("breast_dce_transfer_resnet34", ["train.json"], "train", **common)
+    wf.run()
+    wf.finalize()
+    ev = bundle_workflow("breast_dce_transfer_resnet34", ["inference.json", "evaluate.json"], "infer", **common)
+    ev.run()
+    ev.finalize()
+    bundle = {r["lesion_id"]: r["prob"] for r in read_predictions(tmp_path / "eval" / "predictions.csv")}
+    cell = json.loads((small_run / "cells" / f"{cell_name(trip, 1)}.json").read_text())
+    search = {r["lesion_id"]: r["prob"] for r in cell["lesions"]}
+    assert search.keys() == bundle.keys() and len(search) >= 4
+    assert search == bundle  # exact on CPU
 
 
-# ----------------------------------------------------------------------------- batched device ops
+def test_settings_defaults_are_the_bundle_defaults():
+    from dce_monai.workflows.bundle_utils import BUNDLES_DIR
 
-
-@pytest.mark.parametrize("kind", ["torch", "meta"])
-def test_normalize_batch_equals_imagenet_normalize(kind):
-    x = torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 3 - 0.5
-    if kind == "meta":
-        x = MetaTensor(x)
-    got = normalize_batch(x, (0.0, 2.0))
-    ref = torch.stack([torch.as_tensor(ImageNetNormalize(a_min=0.0, a_max=2.0)(xi)) for xi in x])
-    torch.testing.assert_close(torch.as_tensor(got), ref.as_tensor() if isinstance(ref, MetaTensor) else ref, atol=1e-6, rtol=1e-6)
-
-
-def test_augment_resize_identity_flip_and_rotation():
-    x = torch.rand(2, 3, 10, 10, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(augment_resize(x, 24), F.interpolate(x, size=(24, 24), mode="bilinear", align_corners=False))
-    torch.testing.assert_close(augment_resize(x, 10), x)
-    fl = torch.tensor([[True, False], [False, True]])
-    out = augment_resize(x, 10, flips=fl)
-    torch.testing.assert_close(out[0], torch.flip(x[0], dims=[-1]))
-    torch.testing.assert_close(out[1], torch.flip(x[1], dims=[-2]))
-    half = augment_resize(x, 10, angles_rad=torch.tensor([math.pi, math.pi]))
-    torch.testing.assert_close(half, torch.flip(x, dims=[-2, -1]), atol=1e-5, rtol=1e-5)
+    cfg = json.loads((BUNDLES_DIR / "breast_dce_transfer_resnet34" / "configs" / "train.json").read_text())
+    for key, value in SearchSettings().overrides().items():
+        assert cfg[key] == value, key
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -228,7 +225,7 @@ def test_augment_resize_identity_flip_and_rotation():
 def test_cli_shards_and_merge(cohort, tmp_path, capsys):
     p = argparse.ArgumentParser()
     add_cli_arguments(p)
-    base = [str(cohort), "--out", str(tmp_path), "--k", "2", "--epochs", "1", "--image-size", "32", "--patch-size", "16",
+    base = [str(cohort), "--out", str(tmp_path), "--k", "2", "--max-epochs", "1", "--image-size", "32", "--patch-size", "16",
             "--triplets", "T1pre,T1post3,sub;T2,T1pre,sub", "--no-progress", "--n-boot", "50"]
     assert cli_main(p.parse_args(base + ["--shard", "0/2"])) == 0
     assert not (tmp_path / "ranking.md").exists()
@@ -275,12 +272,12 @@ def test_parse_shard_errors(text, match):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"epochs": 0}, "epochs must be an integer >= 1"),
+        ({"max_epochs": 0}, "max_epochs must be an integer >= 1"),
         ({"batch_size": 2.5}, "batch_size must be an integer >= 1"),
         ({"image_size": 8}, "image_size must be >= 16"),
-        ({"lr": 0.0}, "need lr > 0"),
+        ({"learning_rate": 0.0}, "need learning_rate > 0"),
         ({"rotate_deg": 200.0}, r"rotate_deg must be in \[0, 180\]"),
-        ({"intensity_range": (1.0, 1.0)}, "intensity_range must be"),
+        ({"input_range": (1.0, 1.0)}, "input_range must be"),
     ],
 )
 def test_settings_errors(kwargs, match):
@@ -317,7 +314,7 @@ def test_cuda_requested_without_cuda(cohort, tmp_path):
 
 def test_out_dir_of_another_run_is_refused(cohort, small_run, tmp_path):
     with pytest.raises(ValueError, match="belongs to a run with other data or settings"):
-        run_search(cohort, small_run, triplets=TRIPS, **{**FAST, "epochs": 2})
+        run_search(cohort, small_run, triplets=TRIPS, **{**FAST, "max_epochs": 2})
     with pytest.raises(ValueError, match="lists other triplets"):
         run_search(cohort, small_run, triplets=TRIPS[:2], **FAST)
     write_folds([["PH0000"], ["PH0001"]], tmp_path / "folds.json")
@@ -328,10 +325,10 @@ def test_out_dir_of_another_run_is_refused(cohort, small_run, tmp_path):
 @pytest.mark.parametrize(
     "change, match",
     [
-        ({"epochs": 2}, r"epochs: 1 -> 2"),
+        ({"max_epochs": 2}, r"max_epochs: 1 -> 2"),
         ({"batch_size": 8}, r"batch_size: 16 -> 8"),
         ({"image_size": 48}, r"image_size: 32 -> 48"),
-        ({"lr": 1e-2}, r"lr: 0.001 -> 0.01"),
+        ({"learning_rate": 1e-2}, r"learning_rate: 0.001 -> 0.01"),
         ({"momentum": 0.5}, r"momentum: 0.9 -> 0.5"),
         ({"rotate_deg": 10.0}, r"rotate_deg: 180.0 -> 10.0"),
         ({"flip": False}, r"flip: True -> False"),
@@ -360,15 +357,15 @@ def test_merge_errors(cohort, small_run, tmp_path):
 
 
 def test_run_cells_fold_errors(cohort, tmp_path):
-    cache = get_patch_cache(cohort, tmp_path, size=(16, 16), progress=False)
-    st = SearchSettings(epochs=1, image_size=32)
+    cache = search_patch_cache(cohort, tmp_path, ["T2", "T1pre", "sub"], 16, progress=False)
+    st = SearchSettings(max_epochs=1, image_size=32)
     pids = sorted(set(cache.patient_ids))
     with pytest.raises(ValueError, match="fold 0: .* every fold needs both"):
-        run_cells(cache, [TRIPS[0]], 0, [pids, []], st)
+        run_cells(cache, [TRIPS[0]], 0, write_folds([pids, []], tmp_path / "f1.json"), st)
     benign = sorted({p for p, y in zip(cache.patient_ids, cache.labels.tolist()) if y == 0} - {p for p, y in zip(cache.patient_ids, cache.labels.tolist()) if y == 1})
     rest = [p for p in pids if p not in benign]
     with pytest.raises(ValueError, match="training patients hold one class only"):
-        run_cells(cache, [TRIPS[0]], 0, [rest, benign], st)
+        run_cells(cache, [TRIPS[0]], 0, write_folds([rest, benign], tmp_path / "f2.json"), st)
 
 
 def test_channels_from_the_exams_and_patients_left_out(cohort):
@@ -402,12 +399,12 @@ def test_channels_from_the_exams_and_patients_left_out(cohort):
 
 
 def test_diverged_training_is_reported(cohort, tmp_path):
-    cache = get_patch_cache(cohort, tmp_path, size=(16, 16), progress=False)
+    cache = search_patch_cache(cohort, tmp_path, ["T2", "T1pre", "sub"], 16, progress=False)
     bad = PatchCache(images=torch.full_like(cache.images, float("nan")), channel_names=cache.channel_names, labels=cache.labels,
                      lesion_ids=cache.lesion_ids, patient_ids=cache.patient_ids, slice_index=cache.slice_index)
-    folds = patient_folds(cache.lesion_table(), k=2, seed=0)
+    folds = write_folds(patient_folds(cache.lesion_table(), k=2, seed=0), tmp_path / "folds.json")
     with pytest.raises(ValueError, match=r"cell T2\+T1pre\+sub__fold0: the trained network gives NaN/Inf"):
-        run_cells(bad, [TRIPS[0]], 0, folds, SearchSettings(epochs=1, image_size=32))
+        run_cells(bad, [TRIPS[0]], 0, folds, SearchSettings(max_epochs=1, image_size=32))
 
 
 def test_invalid_cohort_refused_before_any_work(broken_cohort, tmp_path):
@@ -415,7 +412,7 @@ def test_invalid_cohort_refused_before_any_work(broken_cohort, tmp_path):
 
     manifest, bad = broken_cohort
     with pytest.raises(ManifestError, match=rf"{bad}.*cannot read NIfTI file .*T1post2"):
-        run_search(manifest, tmp_path / "s", k=2, epochs=1, triplets=[("T1pre", "T1post3", "sub")], progress=False)
+        run_search(manifest, tmp_path / "s", k=2, max_epochs=1, triplets=[("T1pre", "T1post3", "sub")], progress=False)
     assert not (tmp_path / "s" / "cache").exists()  # nothing was computed
 
 
@@ -424,7 +421,7 @@ def test_merge_renders_undefined_delong_with_its_reason(tmp_path):
     trips = [("T2", "T1pre", "sub"), ("T1pre", "T1post3", "sub")]
     (tmp_path / "cells").mkdir()
     (tmp_path / "run.json").write_text(json.dumps({"triplets": trips, "k": 1, "fingerprint": "f0",
-                                                   "settings": {"epochs": 1, "lr": 1e-3, "batch_size": 4, "image_size": 32}}))
+                                                   "settings": {"max_epochs": 1, "learning_rate": 1e-3, "batch_size": 4, "image_size": 32}}))
     labels = [1, 0, 0, 0, 0]
     for j, t in enumerate(trips):
         probs = [0.9 - 0.3 * j, 0.2, 0.4, 0.7, 0.1]
@@ -449,5 +446,5 @@ def test_search_refuses_a_folder_in_use(cohort, tmp_path):
 
     (tmp_path / ".lock-all").write_text(_json.dumps({"pid": _os.getpid(), "host": socket.gethostname()}))
     with pytest.raises(ValueError, match=r"in use by another search-channels run"):
-        run_search(cohort, tmp_path, triplets=[("T1pre", "T1post1", "sub")], k=2, epochs=1, image_size=32, patch_size=16, progress=False)
+        run_search(cohort, tmp_path, triplets=[("T1pre", "T1post1", "sub")], k=2, max_epochs=1, image_size=32, patch_size=16, progress=False)
     assert not (tmp_path / "cells").exists() or not list((tmp_path / "cells").iterdir())

@@ -10,6 +10,14 @@ expects: ``"select"`` picks a fixed triplet (the paper), ``"conv1x1"`` is a lear
 convolution initialised to reproduce a triplet exactly (the paper's own future-work idea), so
 fine-tuning starts from the chosen triplet and can only move away from it if that helps.
 
+With ``input_range=(lo, hi)`` the network takes DCE intensities as they come out of
+:class:`~dce_monai.transforms.ScaleIntensityDCEd` (T1 phases and ``sub`` on one scale, T1pre's
+99th percentile = 1) and maps them to what ImageNet weights expect *inside* ``forward``:
+``y = clip((x - lo) / (hi - lo), 0, 1)``, then ``(y_c - mean_c) / std_c`` with torchvision's
+ImageNet mean and std. The same fixed map for every channel keeps relative enhancement
+(a per-channel percentile rescaling would erase it), and putting it in the network makes a
+saved or TorchScript model self-contained: inference needs no separate normalisation step.
+
 Reference: Haarburger C, Langenberg P, Truhn D, et al. "Transfer learning for breast cancer malignancy
 classification based on dynamic contrast-enhanced MR images", Bildverarbeitung fuer die
 Medizin 2018 (seed 1).
@@ -26,8 +34,11 @@ from monai.utils import look_up_option
 from torch import nn
 
 from dce_monai.sequences import validate_sequence_names
+from dce_monai.transforms.intensity import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["STAGES", "ResNet34Transfer", "load_torchvision_weights"]
+from .lockstep import Lockstep
+
+__all__ = ["STAGES", "ResNet34Transfer", "load_torchvision_weights", "triplet_group"]
 
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 _STAGE_PREFIX = {"stem": ("conv1.", "bn1."), "layer1": ("layer1.",), "layer2": ("layer2.",), "layer3": ("layer3.",), "layer4": ("layer4.",)}
@@ -84,6 +95,13 @@ class ResNet34Transfer(nn.Module):
         in_sequences: names of the N input channels (needed with an adapter).
         triplet: the 3 names the adapter selects / is initialised to (default: the first 3).
         freeze: stages to freeze (``"stem"``, ``"layer1"`` ... ``"layer4"``).
+        input_range: ``(lo, hi)`` DCE intensities mapped to [0, 1] and ImageNet-normalised in
+            ``forward`` (after the adapter); None: the input is used as given.
+        init_seed: seed of the random initial weights, drawn without touching the global
+            random state (None: from the global generator). Two networks with the same seed
+            start identical whatever their adapter, so a model trained alone and the same
+            model trained in a lock-step group (:class:`~dce_monai.networks.nets.Lockstep`)
+            start from the same weights.
 
     Example:
         >>> net = ResNet34Transfer(in_channels=7, channel_adapter="conv1x1",
@@ -103,6 +121,8 @@ class ResNet34Transfer(nn.Module):
         in_sequences: Sequence[str] | None = None,
         triplet: Sequence[str] | None = None,
         freeze: Sequence[str] = (),
+        input_range: Sequence[float] | None = None,
+        init_seed: int | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims != 2:
@@ -137,7 +157,23 @@ class ResNet34Transfer(nn.Module):
                     for o, i in enumerate(idx):
                         conv.weight[o, i, 0, 0] = 1.0
                 self.adapter = conv
-        self.backbone = _backbone(out_channels)
+        if init_seed is None:
+            self.backbone = _backbone(out_channels)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(init_seed))
+                self.backbone = _backbone(out_channels)
+        # same TorchScript rule as select_index: the buffers always exist, empty when unused
+        self.register_buffer("input_lo_hi", torch.zeros(0), persistent=False)
+        self.register_buffer("input_mean", torch.zeros(0), persistent=False)
+        self.register_buffer("input_std", torch.zeros(0), persistent=False)
+        if input_range is not None:
+            lo, hi = (float(v) for v in input_range)
+            if not hi > lo:
+                raise ValueError(f"input_range must be (lo, hi) with lo < hi, got {tuple(input_range)!r}.")
+            self.register_buffer("input_lo_hi", torch.tensor([lo, hi]), persistent=True)
+            self.register_buffer("input_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=True)
+            self.register_buffer("input_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=True)
         if pretrained_weights is not None:
             load_torchvision_weights(self.backbone, pretrained_weights)
         self.freeze_stages(freeze)
@@ -155,8 +191,14 @@ class ResNet34Transfer(nn.Module):
 
     def _adapt(self, x: torch.Tensor) -> torch.Tensor:
         if self.adapter_kind == "select":
-            return x.index_select(1, self.select_index)
-        return self.adapter(x)
+            x = x.index_select(1, self.select_index)
+        else:
+            x = self.adapter(x)
+        if self.input_lo_hi.numel() == 2:
+            lo, hi = self.input_lo_hi[0], self.input_lo_hi[1]
+            x = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+            x = (x - self.input_mean.to(x.dtype)) / self.input_std.to(x.dtype)
+        return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled 512-d features."""
@@ -169,3 +211,30 @@ class ResNet34Transfer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, out_channels)."""
         return self.backbone(self._adapt(x))
+
+
+def triplet_group(in_sequences: Sequence[str], triplets: Sequence[Sequence[str]], **kwargs: object) -> Lockstep:
+    """One :class:`ResNet34Transfer` per triplet, each selecting its channels of a shared input, as a :class:`Lockstep` group.
+
+    This is the seed 1 channel search's network: K triplet models trained in lock-step on the
+    same batches (see :mod:`dce_monai.networks.nets.lockstep`). With the same ``init_seed``
+    every member starts from the weights a lone ``ResNet34Transfer(init_seed=...)`` gets.
+
+    Args:
+        in_sequences: names of the input channels (e.g. all seven).
+        triplets: the triplets, one member each.
+        kwargs: further :class:`ResNet34Transfer` arguments (``pretrained_weights``,
+            ``input_range``, ``init_seed``, ``out_channels``).
+
+    Returns:
+        The group; its member names are the triplets joined by ``+``.
+
+    Example:
+        >>> g = triplet_group(("T1pre", "T1post1", "T1post2", "sub"), [("T1pre", "T1post1", "sub"), ("T1pre", "T1post2", "sub")])
+        >>> g(torch.zeros(2, 4, 32, 32)).shape
+        torch.Size([2, 2, 2])
+    """
+    names = list(in_sequences)
+    members = [ResNet34Transfer(in_channels=len(names), channel_adapter="select", in_sequences=names, triplet=list(t), **kwargs)  # type: ignore[arg-type]
+               for t in triplets]
+    return Lockstep(members, names=["+".join(t) for t in triplets])
