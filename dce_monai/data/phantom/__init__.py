@@ -59,6 +59,7 @@ from .cohort import add_cli_arguments, cli_main, generate_cohort, simulate_patie
 from .config import (
     AIR,
     BLOOD,
+    DIFFICULTIES,
     FAT,
     FIBRO,
     LESION,
@@ -66,10 +67,13 @@ from .config import (
     MUSCLE,
     REFERENCE_HER2_PREVALENCE,
     REFERENCE_QUANTILES,
+    SHORTCUT_SITES,
+    SIGNALS,
     SKIN,
     TISSUE_NAMES,
     PhantomCase,
     PhantomConfig,
+    informative_channels,
     load_reference_csv,
 )
 from .physics import curve_type_from_signal, empirical_concentration, parker_aif, spgr_signal
@@ -77,6 +81,7 @@ from .physics import curve_type_from_signal, empirical_concentration, parker_aif
 __all__ = [
     "AIR",
     "BLOOD",
+    "DIFFICULTIES",
     "FAT",
     "FIBRO",
     "LESION",
@@ -84,6 +89,8 @@ __all__ = [
     "MUSCLE",
     "REFERENCE_HER2_PREVALENCE",
     "REFERENCE_QUANTILES",
+    "SHORTCUT_SITES",
+    "SIGNALS",
     "SKIN",
     "TISSUE_NAMES",
     "PhantomCase",
@@ -93,6 +100,7 @@ __all__ = [
     "curve_type_from_signal",
     "empirical_concentration",
     "generate_cohort",
+    "informative_channels",
     "load_reference_csv",
     "parker_aif",
     "simulate_patient",
