@@ -183,14 +183,14 @@ def _place_lesions(
 # ----------------------------------------------------------------------------- non-easy lesion draws
 
 #: Volume factor per mode and class (index 0 benign, 1 malignant) applied to the reference
-#: tumour-volume draw: easy shrinks benign lesions to 45 %, realistic to 75 % (benign lesions
+#: tumour-volume draw: easy shrinks benign lesions to 45 %, realistic to 85 % (benign lesions
 #: are smaller on average, with a wide overlap), the planted-signal variants use one factor.
-_VOLUME_FACTOR = {"easy": (0.45, 1.0), "realistic": (0.75, 1.0), "washout": (0.85, 0.85), "t2": (0.85, 0.85)}
+_VOLUME_FACTOR = {"easy": (0.45, 1.0), "realistic": (0.85, 1.0), "washout": (0.85, 0.85), "t2": (0.85, 0.85)}
 #: Beta(a, b) of the margin-irregularity draw per mode and class: malignant margins are more
-#: often irregular (mean 0.60 vs 0.36 of the 0.04-0.40 range), but the two overlap widely.
-_MARGIN_BETA = {"realistic": ((1.6, 2.8), (2.4, 1.6)), "washout": ((1.8, 2.2), (1.8, 2.2)), "t2": ((1.8, 2.2), (1.8, 2.2))}
+#: often irregular (mean 0.54 vs 0.43 of the 0.04-0.40 range), but the two overlap widely.
+_MARGIN_BETA = {"realistic": ((1.8, 2.4), (2.2, 1.9)), "washout": ((1.8, 2.2), (1.8, 2.2)), "t2": ((1.8, 2.2), (1.8, 2.2))}
 #: P(spiculated) per mode and class (benign: radial scar, fat necrosis; malignant: not all).
-_SPICULE_P = {"realistic": (0.15, 0.40), "washout": (0.25, 0.25), "t2": (0.25, 0.25)}
+_SPICULE_P = {"realistic": (0.20, 0.32), "washout": (0.25, 0.25), "t2": (0.25, 0.25)}
 
 
 def _realistic_kinetics(rng: np.random.Generator, malignant: int) -> dict[str, Any]:
@@ -226,21 +226,21 @@ def _realistic_kinetics(rng: np.random.Generator, malignant: int) -> dict[str, A
 def _signal_kinetics(rng: np.random.Generator, malignant: int, mode: str) -> dict[str, Any]:
     """Class-free kinetics of the planted-signal variants, plus the planted parameter.
 
-    Every lesion draws ``A`` ~ U(0.15, 0.45) mM, ``alpha`` = 1.5 LN(0, 0.5) /min, ``beta`` = 0
+    Every lesion draws ``A`` ~ U(0.2, 0.35) mM, ``alpha`` = 1.5 LN(0, 0.4) /min, ``beta`` = 0
     (a plateau/persistent base curve), rim with P 0.3, heterogeneity ~ U(0.1, 0.4), whatever
     its class. The planted parameter, drawn for every lesion (so both classes consume the same
     random numbers), is used for one class only: ``late_washout_per_min`` (``washout``:
-    malignant 0.08-0.16 /min, benign 0) applied after the time of ``T1post2``, or ``t2_ms``
+    malignant 0.15-0.3 /min, benign 0) applied after the time of ``T1post2``, or ``t2_ms``
     (``t2``: malignant 60 ms, benign 110 ms, times LN(0, 0.08)).
     """
     kin: dict[str, Any] = {
-        "A_mM": float(rng.uniform(0.15, 0.45)),
-        "alpha_per_min": float(1.5 * rng.lognormal(0, 0.5)),
+        "A_mM": float(rng.uniform(0.2, 0.35)),
+        "alpha_per_min": float(1.5 * rng.lognormal(0, 0.4)),
         "beta_per_min": 0.0,
         "rim": bool(rng.random() < 0.3),
         "heterogeneity": float(rng.uniform(0.1, 0.4)),
     }
-    planted = float(rng.uniform(0.08, 0.16))
+    planted = float(rng.uniform(0.15, 0.3))
     spread = float(rng.lognormal(0, 0.08))
     if mode == "washout":
         kin["late_washout_per_min"] = planted if malignant else 0.0
