@@ -27,7 +27,16 @@ simulated in four steps:
 Patient outcomes (HER2 status, 5-year recurrence) are drawn from latent tumour properties,
 including a peritumoral (stromal) enhancement shell that is visible in the images, plus noise,
 so they are harder to predict than malignancy. An optional label-correlated shortcut artefact
-(a bright blob in the lung region) makes attention studies possible (seed 2).
+(a bright blob in the lung region, or with ``shortcut_site="near_lesion"`` a skin-marker-like
+ball on the skin next to each malignant lesion, inside a lesion-centred field of view) makes
+attention studies possible (seed 2).
+
+Difficulty and variants (:class:`PhantomConfig` fields, ``dce-monai phantom`` flags):
+``difficulty="easy"`` (default, the historical output) separates the classes clearly
+(hand-crafted kinetic features: AUC ~0.99); ``"realistic"`` draws kinetics, margins and size
+from overlapping continuous distributions and adds partial volume and a per-patient SNR, so
+that hand-crafted baselines land near the clinical AUC 0.80-0.90. ``signal="washout"`` or
+``"t2"`` plants the class signal in known channels only (:func:`informative_channels`).
 
 Presets (:class:`PhantomConfig` ``.demo()``, ``.tiny()``, ``.full()``): ``demo`` is a fixed
 128x128x32 grid at 1.6x1.6x3 mm, ``tiny`` the same field of view at 64x64x16 for fast
