@@ -243,7 +243,7 @@ def _artefact(with_root: Path, without_root: Path, rel_with: str, rel_without: s
 
 
 def test_near_lesion_shortcut_visible_in_the_seed2_window(tmp_path):
-    kw = dict(n_patients=6, seed=2, test_fraction=0.5, config=PhantomConfig.demo(shortcut_site="near_lesion"), progress=False)
+    kw = {"n_patients": 6, "seed": 2, "test_fraction": 0.5, "config": PhantomConfig.demo(shortcut_site="near_lesion"), "progress": False}
     m_on = generate_cohort(tmp_path / "on", shortcut_train=1.0, shortcut_test=0.0, **kw)
     m_off = generate_cohort(tmp_path / "off", shortcut_train=0.0, shortcut_test=0.0, **kw)
     on, off = json.loads(m_on.read_text()), json.loads(m_off.read_text())

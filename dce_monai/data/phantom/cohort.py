@@ -27,8 +27,8 @@ from .anatomy import _anatomy, _place_lesions
 from .config import (
     AIR,
     BLOOD,
-    FIBRO,
     DIFFICULTIES,
+    FIBRO,
     LESION,
     SHORTCUT_SITES,
     SIGNALS,
