@@ -242,6 +242,7 @@ def _artefact(with_root: Path, without_root: Path, rel_with: str, rel_without: s
     return np.abs(a - s * b) > 100
 
 
+@pytest.mark.slow
 def test_near_lesion_shortcut_visible_in_the_seed2_window(tmp_path):
     kw = {"n_patients": 6, "seed": 2, "test_fraction": 0.5, "config": PhantomConfig.demo(shortcut_site="near_lesion"), "progress": False}
     m_on = generate_cohort(tmp_path / "on", shortcut_train=1.0, shortcut_test=0.0, **kw)
