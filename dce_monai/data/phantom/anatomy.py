@@ -205,9 +205,9 @@ def _realistic_kinetics(rng: np.random.Generator, malignant: int) -> dict[str, A
     curve). ``z`` itself would separate the classes with AUC ``Phi(1.6 / sqrt 2) = 0.87``; the
     image features see it through the extra parameter noise and the acquisition. Peak uptake ``A`` ~ U(0.15,
     0.45) mM whatever the class. With the default protocol (T1post1 at 1.5 min, T1post4 at
-    6 min) the measured BI-RADS curve types come out about 10/33/57 % persistent/plateau/
-    washout for malignant lesions (Kuhl et al. 1999, Radiology 211:101: 9/34/57 %) and 60/31/9 %
-    for benign ones (Kuhl: 83/12/6 %; wider overlap here). Rim enhancement with a darker
+    6 min) the measured BI-RADS curve types of 100 demo patients come out 10/30/60 %
+    persistent/plateau/washout for malignant lesions (Kuhl et al. 1999, Radiology 211:101:
+    9/34/57 %) and 63/31/6 % for benign ones (Kuhl: 83/12/6 %; wider overlap here). Rim enhancement with a darker
     (necrotic) core occurs in 45 % of malignant and 15 % of benign lesions; heterogeneity
     overlaps (0.15-0.45 vs 0.05-0.35).
     """
