@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from dce_monai.data.phantom import PhantomConfig, generate_cohort
+from dce_monai.data.phantom import DIFFICULTIES, SHORTCUT_SITES, SIGNALS, PhantomConfig, generate_cohort
 
 __all__ = ["add_cli_arguments", "cli_main"]
 
@@ -37,6 +37,18 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.3, help="test cohort fraction with a shortcut")
     parser.add_argument("--workers", type=int, default=1, help="processes (default 1)")
     parser.add_argument(
+        "--difficulty", choices=DIFFICULTIES, default="easy",
+        help="easy (default: well separated classes, for smoke tests) or realistic (clinical overlap of kinetics and shape)",
+    )
+    parser.add_argument(
+        "--signal", choices=SIGNALS, default=None,
+        help="plant the class signal in known channels only: washout (T1post3.. only) or t2 (T2 only)",
+    )
+    parser.add_argument(
+        "--shortcut-site", choices=SHORTCUT_SITES, default="lung",
+        help="where the shortcut artefact goes: lung (default) or near_lesion (skin next to each malignant lesion)",
+    )
+    parser.add_argument(
         "--reference-csv", default=None, help="cohort CSV (BreastDCEDL layout) to sample geometry and HER2 rate from"
     )
 
@@ -52,6 +64,7 @@ def cli_main(args: argparse.Namespace) -> int:
     """
     overrides = {"n_post": args.n_post, "post_interval_s": args.post_interval, "snr": args.snr}
     overrides.update(motion_mm=args.motion_mm, bias_strength=args.bias_strength)
+    overrides.update(difficulty=args.difficulty, signal=args.signal, shortcut_site=args.shortcut_site)
     cfg = getattr(PhantomConfig, args.size)(**overrides)
     path = generate_cohort(
         args.out,

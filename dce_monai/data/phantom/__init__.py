@@ -27,7 +27,16 @@ simulated in four steps:
 Patient outcomes (HER2 status, 5-year recurrence) are drawn from latent tumour properties,
 including a peritumoral (stromal) enhancement shell that is visible in the images, plus noise,
 so they are harder to predict than malignancy. An optional label-correlated shortcut artefact
-(a bright blob in the lung region) makes attention studies possible (seed 2).
+(a bright blob in the lung region, or with ``shortcut_site="near_lesion"`` a skin-marker-like
+ball on the skin next to each malignant lesion, inside a lesion-centred field of view) makes
+attention studies possible (seed 2).
+
+Difficulty and variants (:class:`PhantomConfig` fields, ``dce-monai phantom`` flags):
+``difficulty="easy"`` (default, the historical output) separates the classes clearly
+(hand-crafted kinetic features: AUC ~0.99); ``"realistic"`` draws kinetics, margins and size
+from overlapping continuous distributions and adds partial volume and a per-patient SNR, so
+that hand-crafted baselines land near the clinical AUC 0.80-0.90. ``signal="washout"`` or
+``"t2"`` plants the class signal in known channels only (:func:`informative_channels`).
 
 Presets (:class:`PhantomConfig` ``.demo()``, ``.tiny()``, ``.full()``): ``demo`` is a fixed
 128x128x32 grid at 1.6x1.6x3 mm, ``tiny`` the same field of view at 64x64x16 for fast
@@ -59,6 +68,7 @@ from .cohort import generate_cohort, simulate_patient, write_case
 from .config import (
     AIR,
     BLOOD,
+    DIFFICULTIES,
     FAT,
     FIBRO,
     LESION,
@@ -66,10 +76,13 @@ from .config import (
     MUSCLE,
     REFERENCE_HER2_PREVALENCE,
     REFERENCE_QUANTILES,
+    SHORTCUT_SITES,
+    SIGNALS,
     SKIN,
     TISSUE_NAMES,
     PhantomCase,
     PhantomConfig,
+    informative_channels,
     load_reference_csv,
 )
 from .physics import curve_type_from_signal, empirical_concentration, parker_aif, spgr_signal
@@ -77,6 +90,7 @@ from .physics import curve_type_from_signal, empirical_concentration, parker_aif
 __all__ = [
     "AIR",
     "BLOOD",
+    "DIFFICULTIES",
     "FAT",
     "FIBRO",
     "LESION",
@@ -84,6 +98,8 @@ __all__ = [
     "MUSCLE",
     "REFERENCE_HER2_PREVALENCE",
     "REFERENCE_QUANTILES",
+    "SHORTCUT_SITES",
+    "SIGNALS",
     "SKIN",
     "TISSUE_NAMES",
     "PhantomCase",
@@ -91,6 +107,7 @@ __all__ = [
     "curve_type_from_signal",
     "empirical_concentration",
     "generate_cohort",
+    "informative_channels",
     "load_reference_csv",
     "parker_aif",
     "simulate_patient",

@@ -29,11 +29,13 @@ from .config import (
     BLOOD,
     FIBRO,
     LESION,
+    SKIN,
     PhantomCase,
     PhantomConfig,
     _coords,
     _geometry,
     _quantile_sample,
+    informative_channels,
     load_reference_csv,
 )
 from .physics import (
@@ -84,7 +86,8 @@ def simulate_patient(
     shape, spacing = _geometry(cfg, rng)
     tissue, breast, info = _anatomy(rng, shape, spacing)
     n_les = int(rng.integers(cfg.lesions[0], cfg.lesions[1] + 1))
-    label_map, lesions = _place_lesions(rng, tissue, breast, spacing, n_les, cfg.malignant_fraction, cfg.quantiles)
+    mode = cfg.signal or cfg.difficulty
+    label_map, lesions = _place_lesions(rng, tissue, breast, spacing, n_les, cfg.malignant_fraction, cfg.quantiles, mode=mode)
     tissue[label_map > 0] = LESION
 
     n_post = cfg.n_post
@@ -109,6 +112,9 @@ def simulate_patient(
         m = label_map == les["label_value"]
         k = les["kinetics"]
         base = empirical_concentration(t_min, k["A_mM"], k["alpha_per_min"], k["beta_per_min"])
+        if "late_washout_per_min" in k:
+            # planted washout: identical to the benign curve up to T1post2, then exp(-w (t - t_2))
+            base = base * np.exp(-k["late_washout_per_min"] * np.clip(t_min - t_min[2], 0.0, None))
         dist = ndimage.distance_transform_edt(m, sampling=spacing)[m]
         depth = dist / max(dist.max(), 1e-6)
         scale = np.ones_like(depth)
@@ -116,7 +122,7 @@ def simulate_patient(
             scale = 1.25 - 0.75 * depth  # bright rim, darker (necrotic) core
         scale = scale * np.clip(1 + k["heterogeneity"] * rng.normal(size=depth.shape), 0.2, None)
         conc[:, m] = base[:, None] * scale[None, :].astype(np.float32)
-        if les["malignant"]:
+        if les["malignant"] and cfg.signal is None:
             # peritumoral shell (3-6 mm) enhancing with the patient's stromal activity
             shell_mm = rng.uniform(3, 6)
             out = ndimage.distance_transform_edt(~m, sampling=spacing)
@@ -129,10 +135,24 @@ def simulate_patient(
     t1_sig = np.empty(conc.shape, np.float32)  # (T, X, Y, Z); phase by phase to bound float64 temporaries
     for p in range(n_t):
         t1_sig[p] = spgr_signal(m0, t1_map, conc[p])
-    t2_sig = (_PD[tissue] * np.exp(-_TE_T2_MS / _T2[tissue])).astype(np.float32)
+    t2_map = _T2[tissue]  # float64, as the T2 signal has always been computed
+    for les in lesions:
+        if "t2_ms" in les["kinetics"]:  # planted T2 difference (signal="t2")
+            t2_map[label_map == les["label_value"]] = les["kinetics"]["t2_ms"]
+    t2_sig = (_PD[tissue] * np.exp(-_TE_T2_MS / t2_map)).astype(np.float32)
+    if cfg.difficulty == "realistic":
+        # partial volume: the point-spread of the acquisition mixes each voxel with its
+        # neighbours (Gaussian, SD half a voxel per axis), blurring lesion margins and thin spicules
+        for p in range(n_t):
+            t1_sig[p] = ndimage.gaussian_filter(t1_sig[p], 0.5, mode="nearest")
+        t2_sig = ndimage.gaussian_filter(t2_sig, 0.5, mode="nearest")
 
     shortcut_present = bool(malignant_any and rng.random() < shortcut)
-    if shortcut_present:
+    if shortcut_present and cfg.shortcut_site == "near_lesion":
+        marker = _skin_marker(tissue, label_map, lesions, spacing)
+        t1_sig[:, marker] = t1_sig.max() * 0.8
+        t2_sig[marker] = t2_sig.max() * 0.8
+    elif shortcut_present:
         # a bright blob in the right lung region, present in every sequence
         x, y, z = _coords(shape, spacing)
         fx, fy = (n * s for n, s in zip(shape[:2], spacing[:2]))
@@ -154,14 +174,15 @@ def simulate_patient(
 
     # acquisition: bias, Rician noise, one uint16 scale for all T1 phases
     ref = float(np.median(t1_sig[0][tissue == FIBRO])) if (tissue == FIBRO).any() else float(t1_sig[0][body].mean())
-    sigma = ref / cfg.snr
+    snr = cfg.snr * (rng.uniform(0.6, 1.0) if cfg.difficulty == "realistic" else 1.0)  # realistic: scanner/coil spread
+    sigma = ref / snr
     t1_obs = t1_sig * bias[None]
     del t1_sig, conc  # bound the peak memory of the noise step (the ``full`` preset's large grids)
     t1_obs = _rician_phases(rng, t1_obs, sigma)
     scale = cfg.storage_max / max(float(t1_obs.max()), 1e-12)
     t2_ref = float(np.median(t2_sig[tissue == FIBRO])) if (tissue == FIBRO).any() else 1.0
     t2_obs = t2_sig * bias
-    s2 = t2_ref / cfg.snr
+    s2 = t2_ref / snr
     t2_obs = _rician(rng, t2_obs, s2)
     t2_scale = cfg.storage_max / max(float(t2_obs.max()), 1e-12)
 
@@ -204,6 +225,35 @@ def simulate_patient(
         latent={"stromal": stromal},
         motion_shift_mm=motion_truth,
     )
+
+
+def _skin_marker(tissue: np.ndarray, label_map: np.ndarray, lesions: list[dict[str, Any]], spacing: tuple[float, float, float],
+                 radius_mm: float = 5.0) -> np.ndarray:
+    """Voxels of the ``near_lesion`` shortcut: a ball on the skin next to every malignant lesion.
+
+    For each malignant lesion the anchor is the centre of its label's bounding box (where a
+    lesion-centred crop is centred); the ball (``radius_mm``) is centred on the skin voxel
+    nearest to it (Euclidean distance in mm) and excludes every lesion voxel, so it is outside
+    the lesion mask but within about a breast's half-width of the lesion: inside the seed 2
+    bundle's lesion-centred field of view (64x64x32 voxels) at the demo and tiny grids. It
+    mimics a skin marker (an oil capsule placed over a palpable finding) and draws no random
+    number, so the rest of the patient is the same with or without it.
+    """
+    sp = np.asarray(spacing, np.float64)
+    skin = np.argwhere(tissue == SKIN)
+    marker = np.zeros(tissue.shape, bool)
+    if len(skin) == 0:
+        return marker
+    x, y, z = (np.arange(n) * s for n, s in zip(tissue.shape, spacing))
+    for les in lesions:
+        if not les["malignant"]:
+            continue
+        idx = np.argwhere(label_map == les["label_value"])
+        anchor = (idx.min(0) + idx.max(0)) / 2.0 * sp
+        centre = skin[np.argmin((((skin * sp) - anchor) ** 2).sum(1))] * sp
+        marker |= ((x[:, None, None] - centre[0]) ** 2 + (y[None, :, None] - centre[1]) ** 2
+                   + (z[None, None, :] - centre[2]) ** 2) <= radius_mm**2
+    return marker & (label_map == 0)
 
 
 def _outcomes(rng: np.random.Generator, lesions: list[dict[str, Any]], stromal: float, her2_prevalence: float) -> dict[str, Any]:
@@ -393,12 +443,25 @@ def generate_cohort(
         "reference_csv": str(reference_csv) if reference_csv is not None else None,
         "shortcut_present": shortcut_flags,
     }
+    description = "Synthetic breast DCE-MRI cohort from dce_monai.data.phantom."
+    if cfg.difficulty != "easy":
+        description += f" Difficulty {cfg.difficulty!r}."
+    if cfg.signal is not None:
+        chans = informative_channels(cfg)
+        gen["informative_channels"] = chans["informative"]
+        gen["uninformative_channels"] = chans["uninformative"]
+        description += (
+            f" Planted signal {cfg.signal!r}: malignant and benign lesions differ only in channels "
+            f"{', '.join(chans['informative'])}; channels {', '.join(chans['uninformative'])} carry no class signal."
+        )
+    if split and cfg.shortcut_site != "lung":
+        description += f" Shortcut artefact site {cfg.shortcut_site!r}."
     manifest = {
         "schema_version": "1.0",
         "dataset": {
             "name": f"dce_monai phantom (seed {seed})",
             "license": "CC0-1.0 (synthetic data)",
-            "description": "Synthetic breast DCE-MRI cohort from dce_monai.data.phantom.",
+            "description": description,
             "generator": gen,
         },
         "patients": entries,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dce_monai.sequences import PRE, post_name
+from dce_monai.sequences import PRE, SUB, T2, post_name
 
 #: Quantiles (0, 10, 25, 50, 75, 90, 100 %) of the BreastDCEDL metadata (2,070 patients),
 #: computed with ``numpy.quantile`` over the non-blank cells of each column of
@@ -38,6 +38,14 @@ _PRESET_GRIDS: dict[str, tuple[tuple[int, int, int], tuple[float, float, float]]
     "demo": ((128, 128, 32), (1.6, 1.6, 3.0)),
     "tiny": ((64, 64, 16), (3.2, 3.2, 6.0)),
 }
+#: Difficulty presets (``PhantomConfig.difficulty``): ``easy`` (well separated classes, the
+#: default for smoke tests) and ``realistic`` (clinical overlap of kinetics, shape and size).
+DIFFICULTIES = ("easy", "realistic")
+#: Informative-channel variants (``PhantomConfig.signal``): the class signal is planted in
+#: known channels only (see :func:`informative_channels`).
+SIGNALS = ("washout", "t2")
+#: Where the label-correlated shortcut artefact is drawn (``PhantomConfig.shortcut_site``).
+SHORTCUT_SITES = ("lung", "near_lesion")
 #: Reference CSV column per quantile key (the CSV is the BreastDCEDL metadata layout).
 _REFERENCE_COLUMNS = ("n_xy", "n_z", "slice_thick", "xy_spacing", "n_times", "tum_vol")
 
@@ -73,6 +81,25 @@ class PhantomConfig:
         reference_quantiles: quantile table (same keys and levels as
             :data:`REFERENCE_QUANTILES`) to sample geometry, protocol and tumour volume
             from; ``None`` uses the embedded BreastDCEDL table. See :func:`load_reference_csv`.
+        difficulty: ``"easy"`` (default; the classes differ clearly in kinetics, shape and
+            size: hand-crafted kinetic features reach AUC ~0.99) or ``"realistic"``
+            (continuous, overlapping kinetic, shape and size distributions, rim/necrotic
+            enhancement in both classes, partial volume and a per-patient SNR; calibrated
+            so that hand-crafted baselines land near the clinical AUC 0.80-0.90, see
+            docs/phantom.md).
+        signal: ``None`` (default) or an informative-channel variant from :data:`SIGNALS`:
+            lesions of both classes are drawn from one distribution (shape, size, kinetics,
+            rim, heterogeneity; no malignancy-linked peritumoral shell) except for one
+            planted difference, ``"washout"`` (malignant lesions wash out after the second
+            post phase only: the class signal is in ``T1post3``.. and absent from ``T2``,
+            ``T1pre``, ``T1post1``, ``T1post2`` and ``sub``) or ``"t2"`` (malignant lesions
+            have a shorter T2, 60 vs 110 ms: signal in ``T2`` only). See
+            :func:`informative_channels`.
+        shortcut_site: where the shortcut artefact goes when drawn: ``"lung"`` (default, a
+            bright blob in the right lung, outside any lesion window) or ``"near_lesion"``
+            (a bright skin-marker-like ball, radius 5 mm, centred on the skin voxel nearest
+            to each malignant lesion's bounding-box centre: inside the lesion-centred field
+            of view of the seed 2 bundle, outside the lesion mask).
 
     Example:
         >>> PhantomConfig.demo(n_post=2).times_s
@@ -93,6 +120,9 @@ class PhantomConfig:
     sample_n_post: bool = False
     her2_prevalence: float = REFERENCE_HER2_PREVALENCE
     reference_quantiles: dict[str, tuple[float, ...]] | None = None
+    difficulty: str = "easy"
+    signal: str | None = None
+    shortcut_site: str = "lung"
 
     @classmethod
     def demo(cls, **overrides: Any) -> PhantomConfig:
@@ -138,6 +168,17 @@ class PhantomConfig:
             raise ValueError(f"PhantomConfig.her2_prevalence must be in (0, 1), got {self.her2_prevalence!r}.")
         if self.reference_quantiles is not None:
             _check_quantile_table(self.reference_quantiles)
+        if self.difficulty not in DIFFICULTIES:
+            raise ValueError(f"PhantomConfig.difficulty must be one of {list(DIFFICULTIES)}, got {self.difficulty!r}.")
+        if self.signal is not None and self.signal not in SIGNALS:
+            raise ValueError(f"PhantomConfig.signal must be None or one of {list(SIGNALS)}, got {self.signal!r}.")
+        if self.shortcut_site not in SHORTCUT_SITES:
+            raise ValueError(f"PhantomConfig.shortcut_site must be one of {list(SHORTCUT_SITES)}, got {self.shortcut_site!r}.")
+        if self.signal == "washout" and (self.n_post < 3 or self.sample_n_post):
+            raise ValueError(
+                "PhantomConfig.signal 'washout' needs a fixed protocol with n_post >= 3 (the signal lives in "
+                f"T1post3 onwards), got n_post={self.n_post!r}, sample_n_post={self.sample_n_post!r}."
+            )
 
     @property
     def quantiles(self) -> dict[str, tuple[float, ...]]:
@@ -155,6 +196,30 @@ class PhantomConfig:
         for k in range(1, n_post + 1):
             t[post_name(k)] = self.first_post_s + (k - 1) * self.post_interval_s
         return t
+
+
+def informative_channels(config: PhantomConfig) -> dict[str, list[str]]:
+    """Channels that carry the planted class signal of ``config.signal`` and those that do not.
+
+    Only defined for the informative-channel variants: with ``signal="washout"`` malignant and
+    benign lesions have identical concentration curves up to the time of ``T1post2`` and the
+    malignant ones then wash out, so ``T1post3``..``T1post<n_post>`` (and any difference with
+    them) carry the class signal while ``T2``, ``T1pre``, ``T1post1``, ``T1post2`` and
+    ``sub = T1post1 - T1pre`` carry none; with ``signal="t2"`` only ``T2`` differs.
+
+    Raises:
+        ValueError: ``config.signal`` is None.
+
+    Example:
+        >>> informative_channels(PhantomConfig.tiny(signal="washout"))["informative"]
+        ['T1post3', 'T1post4']
+    """
+    if config.signal is None:
+        raise ValueError("informative_channels: PhantomConfig.signal is None (no planted signal).")
+    posts = [post_name(k) for k in range(1, config.n_post + 1)]
+    every = [T2, PRE, *posts, SUB]
+    informative = posts[2:] if config.signal == "washout" else [T2]
+    return {"informative": informative, "uninformative": [c for c in every if c not in informative]}
 
 
 def _check_quantile_table(table: Any) -> None:
