@@ -59,7 +59,7 @@ from monai.networks import eval_mode
 from monai.utils import look_up_option
 
 from dce_monai.data.folds import check_fold_classes, patient_folds, read_folds, write_folds
-from dce_monai.data.manifest import Manifest
+from dce_monai.data.manifest import Manifest, load_manifest
 from dce_monai.data.validate import require_valid
 from dce_monai.metrics.aggregation import aggregate_by_lesion
 from dce_monai.sequences import PRE, SEQUENCES, SUB, post_name, sort_sequences, validate_sequence_names
