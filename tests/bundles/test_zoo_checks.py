@@ -248,3 +248,17 @@ def test_zoo_unit_test_train_evaluate_infer(name: str, bundle_cohort: dict, tmp_
                                        **files, **{**common, "folds": None}))
         tables.append(read_predictions(out / "predictions.csv"))
     assert tables[0] == tables[1] and {(r["split"], r["fold"]) for r in tables[0]} == {("inference", -1)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_multi_gpu_validation_is_sharded(name: str) -> None:
+    """DDP validation: each rank gets a disjoint share (no padding, no shuffling); the metrics
+    gather across ranks (``tests/handlers/test_distributed.py``); the run itself is the bundle
+    tests' ``test_multi_gpu_config_with_two_gloo_processes``."""
+    parser = ConfigParser()
+    parser.read_config([str(_configs(name) / "train.json"), str(_configs(name) / "multi_gpu_train.json")])
+    sampler = parser.get("validate#sampler")
+    assert parser.get("validate#dataloader#sampler") == "@validate#sampler"
+    assert sampler["_target_"] == "DistributedSampler" and sampler["dataset"] == "@validate#dataset"
+    assert sampler["even_divisible"] is False and sampler["shuffle"] is False
+    assert parser.get("train#sampler")["even_divisible"] is True
