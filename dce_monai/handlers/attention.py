@@ -16,6 +16,8 @@ from monai.networks import eval_mode
 
 from dce_monai.metrics import attention_fraction
 
+from .distributed import all_reduce_sum
+
 __all__ = ["AttentionInMask"]
 
 
@@ -48,6 +50,8 @@ class AttentionInMask(Metric):
         self._n += int(f.numel())
 
     def compute(self) -> float:
-        if self._n == 0:
+        # under DDP: sum and count over all ranks, so every rank reports the whole set's mean
+        total, n = all_reduce_sum(self._sum, self._n)
+        if n == 0:
             raise ValueError("AttentionInMask: no sample was seen in this epoch.")
-        return self._sum / self._n
+        return total / n

@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from dce_monai.metrics import aggregate_by_lesion
 
+from .distributed import gather_lists
+
 __all__ = ["LesionAUC"]
 
 
@@ -40,6 +42,11 @@ class LesionAUC(Metric):
     Also stores sensitivity/specificity/accuracy at ``threshold`` under ``<name>_sens`` etc.
     when attached with a name.
 
+    Under ``torch.distributed`` (DDP validation with a ``DistributedSampler``) ``compute``
+    gathers every rank's patch probabilities, labels and lesion ids first
+    (:func:`dce_monai.handlers.distributed.gather_lists`), so every rank returns the AUC of the
+    whole validation set, with a lesion's patches pooled whichever ranks they were on.
+
     Raises:
         ValueError: at compute time, when only one class is present (AUC undefined).
     """
@@ -61,7 +68,9 @@ class LesionAUC(Metric):
         self._ids.extend(ids)
 
     def compute(self) -> float:
-        ids, s, y = aggregate_by_lesion(self._p, self._ids, self._y, self.reduction)
+        # under DDP each rank saw a share of the patches: pool them before aggregating per lesion
+        p_all, y_all, ids_all = gather_lists(self._p, self._y, self._ids)
+        ids, s, y = aggregate_by_lesion(p_all, ids_all, y_all, self.reduction)
         assert y is not None
         self.scores = (np.asarray(s, dtype=np.float64), np.asarray(y, dtype=np.int64))
         classes = np.unique(y)

@@ -177,7 +177,10 @@ def run_cell(
     splits = [("train", "train"), ("val", "test")] + ([("test", "all")] if test_records else [])
     for split, bundle_split in splits:
         pred = root / f"predictions_{split}.csv"
-        extra = {"validate#datalist": test_records if split == "test" else split_lists[bundle_split]} if test_records else {}
+        # inference.json stands alone (its own `datalist`); `validate#datalist` feeds train.json's
+        # validation dataset, which _attention_fraction reads
+        records = (test_records if split == "test" else split_lists.get(bundle_split)) if test_records else None
+        extra = {"datalist": records, "validate#datalist": records} if test_records else {}
         inf = _workflow(["train.json", "inference.json"], root, "infer",
                         {**base, "split": bundle_split, "predictions_split": split, "predictions_fold": int(fold), "predictions_file": str(pred),
                          "experiment": "compare_masking", **extra})

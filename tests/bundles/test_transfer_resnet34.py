@@ -111,7 +111,7 @@ def test_tensorboard_scalars_and_images(trained):
 
 def test_evaluate_and_inference_write_tables(trained, bundle_cohort):
     out = trained["out"]
-    ev = _workflow(["inference.json", "evaluate.json"], "infer", **_common(bundle_cohort, out))
+    ev = _workflow(["train.json", "evaluate.json"], "infer", **_common(bundle_cohort, out))
     ev.run()
     ev.finalize()
     metrics = json.loads((out / "out" / "metrics.json").read_text())

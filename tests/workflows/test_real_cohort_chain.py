@@ -69,7 +69,7 @@ def test_mama_mia_chain_with_her2_target(mama_root, tmp_path, capsys):
     s1 = {"manifest": str(manifest), "folds": str(folds), "fold": 0, "output_dir": str(tmp_path / "s1"), "ckpt_dir": str(tmp_path / "s1m"),
           "max_epochs": 1, "image_size": 32, "batch_size": 4, "channels": ["T1pre", "T1post3", "sub"]}
     _bundle("breast_dce_transfer_resnet34", ["train.json"], "train", **s1)
-    _bundle("breast_dce_transfer_resnet34", ["inference.json", "evaluate.json"], "infer", **s1)
+    _bundle("breast_dce_transfer_resnet34", ["train.json", "evaluate.json"], "infer", **s1)
     metrics = json.loads((tmp_path / "s1" / "metrics.json").read_text())
     assert 0.0 <= metrics["metrics"]["val_auc"] <= 1.0
     _bundle("breast_dce_transfer_resnet34", ["inference.json"], "infer", **{**s1, "folds": None, "predictions_file": str(tmp_path / "s1_all.csv")})
