@@ -201,7 +201,7 @@ def test_search_cell_equals_bundle_run(cohort, small_run, tmp_path):
     wf = bundle_workflow("breast_dce_transfer_resnet34", ["train.json"], "train", **common)
     wf.run()
     wf.finalize()
-    ev = bundle_workflow("breast_dce_transfer_resnet34", ["inference.json", "evaluate.json"], "infer", **common)
+    ev = bundle_workflow("breast_dce_transfer_resnet34", ["train.json", "evaluate.json"], "infer", **common)
     ev.run()
     ev.finalize()
     bundle = {r["lesion_id"]: r["prob"] for r in read_predictions(tmp_path / "eval" / "predictions.csv")}
