@@ -177,13 +177,13 @@ def run_cell(
     splits = [("train", "train"), ("val", "test")] + ([("test", "all")] if test_records else [])
     for split, bundle_split in splits:
         pred = root / f"predictions_{split}.csv"
-        # inference.json stands alone (its own `datalist`); `validate#datalist` feeds train.json's
-        # validation dataset, which _attention_fraction reads
+        # inference.json stands alone (its own `datalist`); `validate#datalist` (split `val_split`)
+        # feeds train.json's validation dataset, which _attention_fraction reads: the same records
         records = (test_records if split == "test" else split_lists.get(bundle_split)) if test_records else None
         extra = {"datalist": records, "validate#datalist": records} if test_records else {}
         inf = _workflow(["train.json", "inference.json"], root, "infer",
-                        {**base, "split": bundle_split, "predictions_split": split, "predictions_fold": int(fold), "predictions_file": str(pred),
-                         "experiment": "compare_masking", **extra})
+                        {**base, "split": bundle_split, "val_split": bundle_split, "predictions_split": split, "predictions_fold": int(fold),
+                         "predictions_file": str(pred), "experiment": "compare_masking", **extra})
         inf.run()
         if split == "val":
             record["attention_in_mask"] = _attention_fraction(inf, root / "cam", title=variant)
