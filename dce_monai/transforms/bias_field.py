@@ -13,17 +13,15 @@ of ITK's per-voxel ``ReconstructBiasField``; both are tested to give ITK's own r
 (``fit_spacing_mm``, default 8 mm; :func:`fit_shrink_factors`), so the fit costs about the same
 whatever the resolution; ``shrink`` sets one factor for every axis instead.
 
-Defaults, chosen on phantom patients with a known bias field (realistic ``full`` geometry,
-fields of view 266-397 mm, patients 0-5): 2 fitting levels x 50 iterations with 300 mm
-control-point spacing (one or two B-spline spans over the field of view) recovered the log
-bias with correlation >= 0.994 on every patient tried. More levels let the finer meshes
-absorb tissue contrast (4 levels: 0.77-0.99, 3 levels: 0.845-0.997), and so did a tighter
-convergence threshold (1e-4 with 3 levels: 0.85-0.99); a quadratic spline (``spline_order=2``) changed little, the true body as
-mask helped a little (3 levels: 0.995-0.998 against 0.989-0.997); a 6 mm fitting grid cost more
-for the same correlation, 10 mm lost a little. The sweep is in docs/benchmarks.md.
-ITK's class default is ONE fitting level. Timings, the same recipe run by SimpleITK, and
-SimpleITK at full resolution: docs/benchmarks.md (``benchmarks/bench_n4.py``).
-ITK's first use in a process (loading its compiled modules) costs seconds and ~0.5 GiB; ITK is
+Defaults, chosen on phantom patients with a known bias field (realistic ``full`` geometry):
+2 fitting levels x 50 iterations with 300 mm control-point spacing (one or two B-spline spans
+over the field of view). More levels, a tighter convergence threshold or a finer control-point
+spacing let the finer meshes absorb tissue contrast. The sweep, its correlations with the true
+field, the timings, the same recipe run by SimpleITK and SimpleITK at full resolution are in
+docs/benchmarks.md (``benchmarks/bench_n4.py``); this docstring repeats none of its figures.
+ITK's class default is ONE fitting level.
+ITK's first use in a process (loading its compiled modules) costs seconds and hundreds of MiB
+(docs/benchmarks.md); ITK is
 imported inside the functions that need it, so processes that never run N4 or registration
 do not pay it, and Python's module cache makes it a once-per-process cost.
 
@@ -363,10 +361,9 @@ class N4BiasFieldCorrection(Transform):
             stays about the same whatever the resolution.
         fit_spacing_mm: target voxel size (mm) of the fitting grid when ``shrink`` is ``None``.
         iterations: iterations per fitting level (its length is the number of levels).
-        spline_distance_mm: B-spline control-point spacing, mm. 300 mm (one B-spline span
-            over a breast field of view, ITK's own default of 4 control points) recovered the
-            phantom's log bias with correlation 0.99 (demo-size patients 0, 1); 100-200 mm let
-            the field absorb tissue contrast (0.78-0.86).
+        spline_distance_mm: B-spline control-point spacing, mm. 300 mm: one B-spline span
+            over a breast field of view (ITK's own default of 4 control points); finer spacings
+            let the field absorb tissue contrast (docs/benchmarks.md).
         control_points: control points per axis (3 integers >= 4); overrides ``spline_distance_mm``.
         convergence: N4 convergence threshold (> 0).
         reference_channel: channel the field is estimated on, or ``None`` for one field per channel.
