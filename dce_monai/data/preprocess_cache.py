@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ __all__ = ["CACHE_FORMAT", "describe", "item_hash", "preprocessed_dataset", "tra
 #: Layout version of the cached files; part of every key.
 CACHE_FORMAT = 1
 _MAX_DEPTH = 12
+#: Attributes that hold run-time state, not settings: random states, the files an image reader
+#: read last (``ImageReader.filenames``) and MONAI's per-thread tracing flag. Left in, they would
+#: change the key of a pipeline after its first call.
+_STATE_ATTRS = frozenset({"R", "filenames", "_tracing"})
 
 
 def describe(obj: Any, _depth: int = 0) -> Any:
@@ -59,7 +64,9 @@ def describe(obj: Any, _depth: int = 0) -> Any:
     over ``vars(obj)`` (sorted); numbers, strings, ``None`` as themselves; sequences and
     mappings element-wise (sets sorted); arrays and tensors by dtype, shape and the SHA-256 of
     their bytes; functions by their qualified name; other objects without attributes by their
-    class name (never ``repr``, which may hold a memory address). Random states are skipped.
+    class name (never ``repr``, which may hold a memory address). Run-time state (random
+    states, a reader's last files, thread-locals: :data:`_STATE_ATTRS`) is skipped, so a
+    pipeline has the same key before and after it ran.
 
     Args:
         obj: a transform, a list of transforms or any value.
@@ -92,7 +99,7 @@ def describe(obj: Any, _depth: int = 0) -> Any:
         return sorted((describe(v, d) for v in obj), key=lambda v: json.dumps(v, sort_keys=True))
     if isinstance(obj, (list, tuple)):
         return [describe(v, d) for v in obj]
-    if isinstance(obj, (np.random.RandomState, np.random.Generator, torch.Generator)):
+    if isinstance(obj, (np.random.RandomState, np.random.Generator, torch.Generator, threading.local)):
         return None
     if isinstance(obj, type) or callable(obj) and not hasattr(obj, "__dict__"):
         return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
@@ -102,7 +109,7 @@ def describe(obj: Any, _depth: int = 0) -> Any:
         return name
     if callable(obj) and not isinstance(obj, Transform) and hasattr(obj, "__code__"):  # plain functions, lambdas
         return f"{getattr(obj, '__module__', '')}.{obj.__qualname__}"
-    return {"class": name, "attrs": {k: describe(v, d) for k, v in sorted(attrs.items()) if k != "R"}}
+    return {"class": name, "attrs": {k: describe(v, d) for k, v in sorted(attrs.items()) if k not in _STATE_ATTRS}}
 
 
 def transform_hash(transforms: Any) -> bytes:

@@ -138,3 +138,19 @@ def test_describe_and_hashes() -> None:
     assert transform_hash([LoadScaled(2.0)]) == transform_hash([LoadScaled(2.0)]) != transform_hash([LoadScaled(2.5)])
     assert transform_hash([LoadScaled(2.0, {"a"})]) != transform_hash([LoadScaled(2.0, {"b"})])
     assert item_hash({"id": "L0", "label": 0}) != item_hash({"id": "L0", "label": 1})
+
+
+def test_key_is_the_same_before_and_after_the_pipeline_ran(tmp_path: Path) -> None:
+    """Readers remember their last files and croppers a tracing flag: run-time state, not settings."""
+    import nibabel as nib
+    from monai.transforms import CropForegroundd, EnsureChannelFirstd, LoadImaged, ResizeWithPadOrCropd
+
+    path = tmp_path / "img.nii.gz"
+    arr = np.zeros((8, 8, 4), np.float32)
+    arr[2:5, 3:6, 1:3] = 1.0
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), str(path))
+    pipeline = Compose([LoadImaged("img", image_only=True), EnsureChannelFirstd("img"),
+                        CropForegroundd("img", source_key="img", margin=1), ResizeWithPadOrCropd("img", (6, 6, 4))]).flatten()
+    before = transform_hash(pipeline.transforms)
+    pipeline({"img": str(path)})
+    assert transform_hash(pipeline.transforms) == before
