@@ -6,8 +6,8 @@ B-spline control-point lattice; the corrected image is ``observed / exp(log_bias
 Speed: the field is fitted on a shrunk image and the log bias is then evaluated at FULL
 resolution from the fitted control-point lattice (``GetLogBiasFieldControlPointLattice``).
 Evaluating the fitted spline is exact and smooth, unlike interpolating a shrunk field image.
-Only the shrunk grid is handed to ITK (a strided numpy view, the voxels ITK's
-``ShrinkImageFilter`` keeps: :func:`shrink_slices`), and the lattice is evaluated on the full
+Only the shrunk grid is handed to ITK (a strided numpy view of the voxels ITK's
+``ShrinkImageFilter`` keeps), and the lattice is evaluated on the full
 grid as three small matrix products (:func:`evaluate_lattice`, the spline is separable) instead
 of ITK's per-voxel ``ReconstructBiasField``; both are tested to give ITK's own result. The shrink is chosen per axis from a target voxel size of the fitting grid
 (``fit_spacing_mm``, default 8 mm; :func:`fit_shrink_factors`), so the fit costs about the same
@@ -199,19 +199,44 @@ def shrink_slices(shape: Sequence[int], factors: Sequence[int]) -> tuple[slice, 
     return tuple(out)
 
 
-def _shrunk_itk_image(arr: np.ndarray, affine: np.ndarray, factors: Sequence[int]):  # type: ignore[no-untyped-def]
-    """``itk.shrink_image_filter(_itk_image(arr, affine), factors)`` without building the full-size ITK image.
+def _itk_shrink_plan(shape: Sequence[int], affine: np.ndarray, factors: Sequence[int]):  # type: ignore[no-untyped-def]
+    """Slices of the voxels ``itk.ShrinkImageFilter`` keeps, and the shrunk grid's ITK geometry.
 
-    Same voxels (:func:`shrink_slices`) and the same geometry: spacing times the factors,
-    origin such that the centres of both grids coincide (ITK's rule).
+    ITK's own arithmetic on an image header without a buffer (nothing of full size is
+    allocated): ``GenerateOutputInformation`` gives the shrunk grid, and the first kept voxel
+    is found as the filter finds it (output voxel 0 -> physical point -> input index, rounded).
+    On an oblique grid whose centred offset is a half voxel, that float round trip decides
+    which neighbour is kept, which :func:`shrink_slices` cannot know; this follows ITK exactly.
     """
-    sl = shrink_slices(arr.shape, factors)
-    small = _itk_image(arr[sl], affine)
+    import itk
+
+    image_type = itk.Image[itk.F, 3]
+    full = image_type.New()
+    full.SetRegions([int(n) for n in shape])
     spacing, origin, direction = ras_affine_to_itk(affine)
-    # continuous input index of the shrunk grid's voxel 0: (n - 1) / 2 - (M - 1) * f / 2 (not rounded, as ITK)
-    offset = np.array([(n - 1) / 2 - (len(range(n)[s]) - 1) * f / 2 for n, s, f in zip(arr.shape, sl, factors)])
-    small.SetSpacing([float(sp * f) for sp, f in zip(spacing, factors)])
-    small.SetOrigin([float(v) for v in np.asarray(origin) + direction @ (np.asarray(spacing) * offset)])
+    full.SetSpacing(spacing)
+    full.SetOrigin(origin)
+    full.SetDirection(itk.matrix_from_array(np.ascontiguousarray(direction)))
+    f = itk.ShrinkImageFilter[image_type, image_type].New(Input=full, ShrinkFactors=[int(x) for x in factors])
+    f.UpdateOutputInformation()
+    out = f.GetOutput()
+    start = out.GetLargestPossibleRegion().GetIndex()
+    size = out.GetLargestPossibleRegion().GetSize()
+    first = full.TransformPhysicalPointToIndex(out.TransformIndexToPhysicalPoint(start))
+    slices = []
+    for i in range(3):
+        o = max(0, int(first[i]) - int(start[i]) * int(factors[i]))
+        slices.append(slice(o, o + (int(size[i]) - 1) * int(factors[i]) + 1, int(factors[i])))
+    return tuple(slices), out
+
+
+def _shrunk_itk_image(arr: np.ndarray, affine: np.ndarray, factors: Sequence[int], plan=None):  # type: ignore[no-untyped-def]
+    """``itk.shrink_image_filter(_itk_image(arr, affine), factors)`` without building the full-size ITK image."""
+    sl, info = plan if plan is not None else _itk_shrink_plan(arr.shape, affine, factors)
+    small = _itk_image(arr[sl], affine)
+    small.SetSpacing(info.GetSpacing())
+    small.SetOrigin(info.GetOrigin())
+    small.SetDirection(info.GetDirection())
     return small
 
 
@@ -281,7 +306,8 @@ def n4_log_bias(
 ) -> np.ndarray:
     """Fit N4 on ``arr`` (X, Y, Z) and return the full-resolution log bias field (X, Y, Z).
 
-    Only the shrunk grid goes to ITK (a strided view of ``arr`` copied, :func:`shrink_slices`),
+    Only the shrunk grid goes to ITK (a strided view of ``arr`` copied: the voxels ITK's
+``ShrinkImageFilter`` keeps, found with ITK's own geometry arithmetic),
     the fitted lattice comes back and is evaluated on the full grid here
     (:func:`evaluate_lattice`): same field as ITK's ``ShrinkImageFilter`` + N4 +
     ``ReconstructBiasField``, without two full-size copies into ITK and its per-voxel evaluation.
@@ -313,12 +339,13 @@ def n4_log_bias(
         raise ValueError(f"spline_order must be an integer in 1..5, got {spline_order!r}.")
     spacing = ras_affine_to_itk(affine)[0]
     factors = [int(shrink)] * 3 if shrink is not None else fit_shrink_factors(spacing, fit_spacing_mm, arr.shape)
-    sl = shrink_slices(arr.shape, factors)
+    plan = _itk_shrink_plan(arr.shape, affine, factors)
+    sl = plan[0]
     # the default rule's threshold comes from the full image; only the kept voxels are compared
     small_mask = arr[sl] > default_mask_threshold(arr) if mask is None else np.asarray(mask, dtype=bool)[sl]
     if not small_mask.any():
         raise ValueError("the N4 fitting mask is empty (no voxel to fit the bias on).")
-    small = _shrunk_itk_image(arr, affine, factors)
+    small = _shrunk_itk_image(arr, affine, factors, plan)
     small_m = _itk_image(np.ascontiguousarray(small_mask).view(np.uint8), np.eye(4))
     small_m.CopyInformation(small)
     n4 = itk.N4BiasFieldCorrectionImageFilter[type(small), type(small_m), type(small)].New()
