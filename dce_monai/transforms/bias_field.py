@@ -3,26 +3,25 @@
 Model: ``observed = true x bias``, with ``log(bias)`` a smooth cubic B-spline. N4 fits the
 B-spline control-point lattice; the corrected image is ``observed / exp(log_bias)``.
 
-Speed: the field is fitted on a shrunk image and the log bias is then reconstructed at FULL
-resolution by evaluating the fitted control-point lattice (``GetLogBiasFieldControlPointLattice``)
-on the full grid with the filter's own ``ReconstructBiasField`` (a
-``BSplineControlPointImageFilter`` set to the geometry of its current input, here the full
-image). Evaluating the fitted spline is exact and smooth, unlike interpolating a shrunk field
-image. The shrink is chosen per axis from a target voxel size of the fitting grid
+Speed: the field is fitted on a shrunk image and the log bias is then evaluated at FULL
+resolution from the fitted control-point lattice (``GetLogBiasFieldControlPointLattice``).
+Evaluating the fitted spline is exact and smooth, unlike interpolating a shrunk field image.
+Only the shrunk grid is handed to ITK (a strided numpy view of the voxels ITK's
+``ShrinkImageFilter`` keeps), and the lattice is evaluated on the full
+grid as three small matrix products (:func:`evaluate_lattice`, the spline is separable) instead
+of ITK's per-voxel ``ReconstructBiasField``; both are tested to give ITK's own result. The shrink is chosen per axis from a target voxel size of the fitting grid
 (``fit_spacing_mm``, default 8 mm; :func:`fit_shrink_factors`), so the fit costs about the same
 whatever the resolution; ``shrink`` sets one factor for every axis instead.
 
-Defaults, chosen on phantom patients with a known bias field (realistic ``full`` geometry,
-fields of view 266-397 mm, patients 0-5): 2 fitting levels x 50 iterations with 300 mm
-control-point spacing (one or two B-spline spans over the field of view) recovered the log
-bias with correlation >= 0.994 on every patient tried. More levels let the finer meshes
-absorb tissue contrast (4 levels: 0.77-0.99, 3 levels: 0.845-0.997), and so did a tighter
-convergence threshold (1e-4 with 3 levels: 0.85-0.99); a quadratic spline (``spline_order=2``) changed little, the true body as
-mask helped a little (3 levels: 0.995-0.998 against 0.989-0.997); a 6 mm fitting grid cost more
-for the same correlation, 10 mm lost a little. The sweep is in docs/benchmarks.md.
-ITK's class default is ONE fitting level. Timings, the same recipe run by SimpleITK, and
-SimpleITK at full resolution: docs/benchmarks.md (``benchmarks/bench_n4.py``).
-ITK's first use in a process (loading its compiled modules) costs seconds and ~0.5 GiB; ITK is
+Defaults, chosen on phantom patients with a known bias field (realistic ``full`` geometry):
+2 fitting levels x 50 iterations with 300 mm control-point spacing (one or two B-spline spans
+over the field of view). More levels, a tighter convergence threshold or a finer control-point
+spacing let the finer meshes absorb tissue contrast. The sweep, its correlations with the true
+field, the timings, the same recipe run by SimpleITK and SimpleITK at full resolution are in
+docs/benchmarks.md (``benchmarks/bench_n4.py``); this docstring repeats none of its figures.
+ITK's class default is ONE fitting level.
+ITK's first use in a process (loading its compiled modules) costs seconds and hundreds of MiB
+(docs/benchmarks.md); ITK is
 imported inside the functions that need it, so processes that never run N4 or registration
 do not pay it, and Python's module cache makes it a once-per-process cost.
 
@@ -63,9 +62,13 @@ __all__ = [
     "DEFAULT_FIT_SPACING_MM",
     "N4BiasFieldCorrection",
     "N4BiasFieldCorrectiond",
+    "bspline_basis",
+    "default_body_mask",
+    "evaluate_lattice",
     "fit_shrink_factors",
     "n4_log_bias",
     "ras_affine_to_itk",
+    "shrink_slices",
 ]
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -159,9 +162,134 @@ def fit_shrink_factors(
     return factors
 
 
+def default_mask_threshold(arr: np.ndarray, fraction: float = 0.05) -> float:
+    """``fraction`` x the 99th percentile of ``arr``: the default N4 fitting mask keeps the voxels above it."""
+    return float(np.percentile(arr, 99)) * fraction
+
+
 def default_body_mask(arr: np.ndarray, fraction: float = 0.05) -> np.ndarray:
     """Voxels above ``fraction`` x the 99th percentile of ``arr`` (the default N4 fitting mask)."""
-    return arr > np.percentile(arr, 99) * fraction
+    return arr > default_mask_threshold(arr, fraction)
+
+
+def shrink_slices(shape: Sequence[int], factors: Sequence[int]) -> tuple[slice, ...]:
+    """The voxels ``itk.ShrinkImageFilter`` keeps, as slices: a numpy view shrinks without a copy.
+
+    ITK keeps ``M = floor(n / f)`` voxels per axis, every ``f``-th one, placed so that the
+    physical centres of the input and the shrunk grid coincide: output voxel ``o`` is input
+    voxel ``o * f + round_half_up((n - 1) / 2 - (M - 1) * f / 2)``. A test checks the result
+    against ITK's filter.
+
+    Args:
+        shape: image size per axis (voxels).
+        factors: integer shrink factor per axis (>= 1).
+
+    Returns:
+        One slice per axis.
+
+    Example:
+        >>> shrink_slices((10,), (3,))
+        (slice(1, 8, 3),)
+    """
+    out = []
+    for n, f in zip(shape, factors):
+        m = max(1, int(n) // int(f))
+        first = int(np.floor((int(n) - 1) / 2 - (m - 1) * int(f) / 2 + 0.5))
+        out.append(slice(first, first + (m - 1) * int(f) + 1, int(f)))
+    return tuple(out)
+
+
+def _itk_shrink_plan(shape: Sequence[int], affine: np.ndarray, factors: Sequence[int]):  # type: ignore[no-untyped-def]
+    """Slices of the voxels ``itk.ShrinkImageFilter`` keeps, and the shrunk grid's ITK geometry.
+
+    ITK's own arithmetic on an image header without a buffer (nothing of full size is
+    allocated): ``GenerateOutputInformation`` gives the shrunk grid, and the first kept voxel
+    is found as the filter finds it (output voxel 0 -> physical point -> input index, rounded).
+    On an oblique grid whose centred offset is a half voxel, that float round trip decides
+    which neighbour is kept, which :func:`shrink_slices` cannot know; this follows ITK exactly.
+    """
+    import itk
+
+    image_type = itk.Image[itk.F, 3]
+    full = image_type.New()
+    full.SetRegions([int(n) for n in shape])
+    spacing, origin, direction = ras_affine_to_itk(affine)
+    full.SetSpacing(spacing)
+    full.SetOrigin(origin)
+    full.SetDirection(itk.matrix_from_array(np.ascontiguousarray(direction)))
+    f = itk.ShrinkImageFilter[image_type, image_type].New(Input=full, ShrinkFactors=[int(x) for x in factors])
+    f.UpdateOutputInformation()
+    out = f.GetOutput()
+    start = out.GetLargestPossibleRegion().GetIndex()
+    size = out.GetLargestPossibleRegion().GetSize()
+    first = full.TransformPhysicalPointToIndex(out.TransformIndexToPhysicalPoint(start))
+    slices = []
+    for i in range(3):
+        o = max(0, int(first[i]) - int(start[i]) * int(factors[i]))
+        slices.append(slice(o, o + (int(size[i]) - 1) * int(factors[i]) + 1, int(factors[i])))
+    return tuple(slices), out
+
+
+def _shrunk_itk_image(arr: np.ndarray, affine: np.ndarray, factors: Sequence[int], plan=None):  # type: ignore[no-untyped-def]
+    """``itk.shrink_image_filter(_itk_image(arr, affine), factors)`` without building the full-size ITK image."""
+    sl, info = plan if plan is not None else _itk_shrink_plan(arr.shape, affine, factors)
+    small = _itk_image(arr[sl], affine)
+    small.SetSpacing(info.GetSpacing())
+    small.SetOrigin(info.GetOrigin())
+    small.SetDirection(info.GetDirection())
+    return small
+
+
+def bspline_basis(n: int, n_control: int, order: int = 3) -> np.ndarray:
+    """(n, n_control) weights of a uniform B-spline lattice axis evaluated on ``n`` grid points.
+
+    ITK's ``BSplineControlPointImageFilter`` convention: the ``S = n_control - order`` spans
+    cover the grid from the first to the last voxel centre, voxel ``i`` sits at parametric
+    ``u = S * i / (n - 1)`` (the last one just below ``S``), and the knots are the integers
+    ``-order .. S + order`` (an open uniform B-spline, no clamping).
+
+    Args:
+        n: grid points on the axis (voxels).
+        n_control: control points on the axis (> ``order``).
+        order: spline order (3: cubic).
+
+    Returns:
+        float64 array; each row sums to 1.
+
+    Example:
+        >>> bspline_basis(5, 4).sum(axis=1).round(12).tolist()
+        [1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    from scipy.interpolate import BSpline
+
+    spans = int(n_control) - int(order)
+    u = spans * np.arange(n, dtype=np.float64) / max(int(n) - 1, 1)
+    u[-1] = np.nextafter(float(spans), 0.0)
+    knots = np.arange(-order, spans + order + 1, dtype=np.float64)
+    return BSpline.design_matrix(u, knots, int(order)).toarray()
+
+
+def evaluate_lattice(lattice: np.ndarray, shape: Sequence[int], order: int = 3) -> np.ndarray:
+    """A B-spline control-point lattice (cx, cy, cz) evaluated on a full grid ``shape`` (X, Y, Z).
+
+    A tensor-product B-spline is separable: ``f[x, y, z] = sum_ijk c[i, j, k] Bx[x, i] By[y, j]
+    Bz[z, k]`` is three small matrix products (z, then y, then x), ``X*Y*Z*cx`` multiply-adds
+    for the last one, instead of ITK's per-voxel evaluation of ``(order + 1)^3`` weights. It
+    gives ITK's ``ReconstructBiasField`` on the same grid within float32 rounding (tested).
+
+    Args:
+        lattice: control-point values (cx, cy, cz).
+        shape: output grid (X, Y, Z).
+        order: spline order.
+
+    Returns:
+        float32 array of ``shape``.
+    """
+    bx, by, bz = (torch.from_numpy(bspline_basis(n, c, order)).float() for n, c in zip(shape, lattice.shape))
+    c = torch.from_numpy(np.ascontiguousarray(lattice, dtype=np.float32))
+    c = torch.einsum("ijk,zk->ijz", c, bz)
+    c = torch.einsum("ijz,yj->iyz", c, by)
+    return torch.einsum("iyz,xi->xyz", c, bx).contiguous().numpy()
 
 
 def n4_log_bias(
@@ -177,6 +305,12 @@ def n4_log_bias(
     spline_order: int = 3,
 ) -> np.ndarray:
     """Fit N4 on ``arr`` (X, Y, Z) and return the full-resolution log bias field (X, Y, Z).
+
+    Only the shrunk grid goes to ITK (a strided view of ``arr`` copied: the voxels ITK's
+``ShrinkImageFilter`` keeps, found with ITK's own geometry arithmetic),
+    the fitted lattice comes back and is evaluated on the full grid here
+    (:func:`evaluate_lattice`): same field as ITK's ``ShrinkImageFilter`` + N4 +
+    ``ReconstructBiasField``, without two full-size copies into ITK and its per-voxel evaluation.
 
     Args:
         arr: image intensities (X, Y, Z).
@@ -203,15 +337,17 @@ def n4_log_bias(
 
     if isinstance(spline_order, bool) or not isinstance(spline_order, int) or not 1 <= spline_order <= 5:
         raise ValueError(f"spline_order must be an integer in 1..5, got {spline_order!r}.")
-    img = _itk_image(arr, affine)
-    if mask is None:
-        mask = default_body_mask(arr)
-    if not mask.any():
+    spacing = ras_affine_to_itk(affine)[0]
+    factors = [int(shrink)] * 3 if shrink is not None else fit_shrink_factors(spacing, fit_spacing_mm, arr.shape)
+    plan = _itk_shrink_plan(arr.shape, affine, factors)
+    sl = plan[0]
+    # the default rule's threshold comes from the full image; only the kept voxels are compared
+    small_mask = arr[sl] > default_mask_threshold(arr) if mask is None else np.asarray(mask, dtype=bool)[sl]
+    if not small_mask.any():
         raise ValueError("the N4 fitting mask is empty (no voxel to fit the bias on).")
-    m = _itk_image(np.asarray(mask, dtype=bool).view(np.uint8), affine)
-    factors = [int(shrink)] * 3 if shrink is not None else fit_shrink_factors(img.GetSpacing(), fit_spacing_mm, img.GetLargestPossibleRegion().GetSize())
-    small = itk.shrink_image_filter(img, shrink_factors=factors)
-    small_m = itk.shrink_image_filter(m, shrink_factors=factors)
+    small = _shrunk_itk_image(arr, affine, factors, plan)
+    small_m = _itk_image(np.ascontiguousarray(small_mask).view(np.uint8), np.eye(4))
+    small_m.CopyInformation(small)
     n4 = itk.N4BiasFieldCorrectionImageFilter[type(small), type(small_m), type(small)].New()
     n4.SetInput(small)
     n4.SetMaskImage(small_m)
@@ -219,19 +355,17 @@ def n4_log_bias(
     n4.SetMaximumNumberOfIterations([int(i) for i in iterations])
     n4.SetConvergenceThreshold(convergence)
     if control_points is None:
-        extent = np.array(img.GetLargestPossibleRegion().GetSize()) * np.array(img.GetSpacing())
+        extent = np.array(arr.shape) * np.array(spacing)
         n_ctrl = [max(spline_order + 1, int(np.ceil(e / spline_distance_mm)) + spline_order) for e in extent]
     else:
         n_ctrl = [int(c) for c in control_points]
     n4.SetSplineOrder(int(spline_order))
     n4.SetNumberOfControlPoints(n_ctrl)
     n4.Update()
-    lattice = n4.GetLogBiasFieldControlPointLattice()
-    # evaluate the fitted B-spline on the full-resolution grid: the filter reconstructs the
-    # field on the geometry of its current input, so point it at the full image
-    n4.SetInput(img)
-    logb = n4.ReconstructBiasField(lattice)
-    return itk.array_from_image(logb).transpose(2, 1, 0)  # a copy owned by numpy, viewed as (X, Y, Z)
+    lat = n4.GetLogBiasFieldControlPointLattice()
+    size = [int(v) for v in lat.GetLargestPossibleRegion().GetSize()]
+    lattice = np.array([[[lat.GetPixel([i, j, k])[0] for k in range(size[2])] for j in range(size[1])] for i in range(size[0])])
+    return evaluate_lattice(lattice, arr.shape, spline_order)
 
 
 def _plain_float(x: Any) -> torch.Tensor:
@@ -254,10 +388,9 @@ class N4BiasFieldCorrection(Transform):
             stays about the same whatever the resolution.
         fit_spacing_mm: target voxel size (mm) of the fitting grid when ``shrink`` is ``None``.
         iterations: iterations per fitting level (its length is the number of levels).
-        spline_distance_mm: B-spline control-point spacing, mm. 300 mm (one B-spline span
-            over a breast field of view, ITK's own default of 4 control points) recovered the
-            phantom's log bias with correlation 0.99 (demo-size patients 0, 1); 100-200 mm let
-            the field absorb tissue contrast (0.78-0.86).
+        spline_distance_mm: B-spline control-point spacing, mm. 300 mm: one B-spline span
+            over a breast field of view (ITK's own default of 4 control points); finer spacings
+            let the field absorb tissue contrast (docs/benchmarks.md).
         control_points: control points per axis (3 integers >= 4); overrides ``spline_distance_mm``.
         convergence: N4 convergence threshold (> 0).
         reference_channel: channel the field is estimated on, or ``None`` for one field per channel.

@@ -117,7 +117,7 @@ def cell_settings(
 def run_cell(
     manifest: str | Path, folds: str | Path, variant: str, fold: int, out: str | Path,
     overrides: dict[str, Any] | None = None, test_records: list[dict[str, Any]] | None = None,
-    settings: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None, cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one (variant, fold) cell and write its predictions and ``cell.json``.
 
@@ -132,6 +132,9 @@ def run_cell(
             predicted with split ``test`` when given.
         settings: the cell's :func:`cell_settings` (default: computed here); ``cell.json``
             records them with their fingerprint.
+        cache_dir: the bundle's ``cache_dir``: folder of the preprocessed lesions shared by every
+            cell and run (:mod:`dce_monai.data.preprocess_cache`); ``None``: in memory only.
+            Not part of the settings (it changes where results are kept, not what they are).
 
     Returns:
         The cell record (variant, fold, train/val metrics, attention fraction, seconds).
@@ -158,7 +161,7 @@ def run_cell(
     t0 = time.time()
     # validate_data off: run_compare_masking validated the cohort once before the first cell
     base = {"manifest": str(manifest), "folds": str(folds), "fold": int(fold), "variant": variant, "validate_data": False,
-            **(overrides or {})}
+            "cache_dir": None if cache_dir is None else str(cache_dir), **(overrides or {})}
     split_lists: dict[str, Any] = {}
     if test_records:
         # the bundle's fold_datalist puts every patient outside the held-out fold into train;
@@ -280,9 +283,16 @@ def _table_text(summary: Sequence[dict[str, Any]], cells: Sequence[dict[str, Any
 def run_compare_masking(
     manifest: str | Path, out: str | Path, k: int = 5, folds: str | Path | None = None,
     variants: Sequence[str] = VARIANTS, overrides: dict[str, Any] | None = None, seed: int = 0,
-    progress: bool = True, skip_invalid: bool = False,
+    progress: bool = True, skip_invalid: bool = False, cache_dir: str | Path | None = "default",
 ) -> tuple[list[dict[str, Any]], Path]:
     """Run every (variant, fold) cell that is not finished yet, then write the summary table.
+
+    Every lesion is preprocessed (load, masks, crop) once per distinct pipeline and kept in
+    ``cache_dir`` (``"default"``: ``<out>/preprocess_cache``; ``None``: in memory per dataset,
+    as the bundle alone does): the training, validation and inference passes of every cell, every
+    fold, and the variants with the same crop (``no_mask`` and ``mask_guided``) load it, and so
+    does a re-run with the same ``--out``. The key covers the transforms' settings and the
+    image files' size and mtime (:mod:`dce_monai.data.preprocess_cache`).
 
     Returns:
         ``(summary rows, path of comparison.md)``; ``comparison.csv`` lies next to it and all
@@ -302,6 +312,8 @@ def run_compare_masking(
         raise ValueError(f"variants must be among {VARIANTS}, got {bad}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if cache_dir == "default":
+        cache_dir = out / "preprocess_cache"
     full = load_manifest(manifest)
     man = require_valid(full, skip_invalid=skip_invalid)  # every problem listed before any training
     if len(man.patients) < len(full.patients):  # the bundle reads a manifest file: write the valid part
@@ -336,7 +348,7 @@ def run_compare_masking(
         else:
             if progress:
                 print(f"[{i}/{total}] {variant} fold {fold}: training", flush=True)
-            rec = run_cell(manifest, folds, variant, fold, cell_dir, cell_overrides, test_records, settings=st)
+            rec = run_cell(manifest, folds, variant, fold, cell_dir, cell_overrides, test_records, settings=st, cache_dir=cache_dir)
             if progress:
                 print(f"[{i}/{total}] {variant} fold {fold}: val AUC {rec['val_auc']:.3f}"
                       + (f" (collapsed: {rec['val_collapse']})" if rec.get("val_collapse") else "")
@@ -368,6 +380,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-invalid", action="store_true", help="continue with the valid patients when validation finds problems")
+    parser.add_argument("--cache-dir", default="default",
+                        help="folder of the preprocessed lesions shared by every cell and re-run (default OUT/preprocess_cache; 'none': in memory only)")
 
 
 def cli_main(args: argparse.Namespace) -> int:
@@ -378,7 +392,8 @@ def cli_main(args: argparse.Namespace) -> int:
                                  "field_of_view": args.field_of_view, "learning_rate": args.learning_rate}
     if args.vgg_channels:
         overrides["vgg_channels"] = list(args.vgg_channels)
+    cache_dir = None if str(args.cache_dir).lower() == "none" else args.cache_dir
     _, md = run_compare_masking(args.manifest, args.out, k=args.k, folds=args.folds, variants=args.variants,
-                                overrides=overrides, seed=args.seed, skip_invalid=args.skip_invalid)
+                                overrides=overrides, seed=args.seed, skip_invalid=args.skip_invalid, cache_dir=cache_dir)
     print(md.read_text())
     return 0

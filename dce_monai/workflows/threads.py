@@ -4,7 +4,9 @@
 scheduler lets the process use; torch and OpenMP size their pools from the machine, so a
 process limited to 2 of 64 CPUs runs 64 threads on 2 cores. :func:`available_cpus` reads the
 affinity mask (``os.sched_getaffinity``) instead, and :func:`set_process_threads` applies one
-count to torch's intra-op pool and to the BLAS/OpenMP pools (``threadpoolctl``). The
+count to torch's intra-op pool, to the BLAS/OpenMP pools (``threadpoolctl``) and to ITK's pool
+(N4, registration: ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``, read when ITK is first loaded, so
+ITK stays unloaded until a transform needs it; set directly when it is loaded already). The
 ``dce-monai --threads N`` option (before the command name) uses them for the whole command.
 
 Oversubscribed cores make thread pools slow and erratic, so on a machine shared with other
@@ -53,7 +55,7 @@ def resolve_threads(threads: int | None = None, workers: int = 1) -> int:
 
 
 def set_process_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads and the BLAS/OpenMP pools to :func:`resolve_threads` ``(threads)``.
+    """Set torch's intra-op threads, the BLAS/OpenMP pools and ITK's to :func:`resolve_threads` ``(threads)``.
 
     Applies to the rest of the process (a CLI command); for a block that restores the previous
     counts, see ``limit_threads`` in :mod:`dce_monai.workflows.baseline_kinetics`.
@@ -67,10 +69,16 @@ def set_process_threads(threads: int | None = None) -> int:
     Raises:
         ValueError: ``threads`` is not an integer >= 1.
     """
+    import sys
+
     import torch
     from threadpoolctl import threadpool_limits
 
     n = resolve_threads(threads)
     torch.set_num_threads(n)
     threadpool_limits(limits=n)
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(n)
+    itk = sys.modules.get("itk")
+    if itk is not None and "itk.ITKCommonBasePython" in sys.modules:  # ITK already loaded: set its pool too
+        itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(n)
     return n

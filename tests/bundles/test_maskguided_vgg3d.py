@@ -225,6 +225,46 @@ def test_cached_epochs_do_not_rerun_mask_making(bundle_cohort: dict, tmp_path: P
     assert calls["RandAugment34d"] == 3 * n
 
 
+def test_cache_dir_preprocesses_each_lesion_once_across_variants_folds_and_passes(
+    bundle_cohort: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``cache_dir`` the mask making runs once per lesion and crop: a second fold, the
+    inference config and ``mask_guided`` (the crop of ``no_mask``) load it; ``mask_only`` (another
+    crop) and a changed threshold compute it again."""
+    from collections import Counter
+
+    from dce_monai import transforms as T
+
+    calls: Counter[str] = Counter()
+    original = T.FuzzyCMeansMaskd.__call__
+
+    def counted(self, *a, **k):  # type: ignore[no-untyped-def]
+        calls["fcm"] += 1
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(T.FuzzyCMeansMaskd, "__call__", counted)
+    cache = tmp_path / "cache"
+
+    def build(files: list[str] = ["train.json"], key: str = "validate#dataset", **kw: object) -> int:  # noqa: B006
+        before = calls["fcm"]
+        wf = _workflow(files, tmp_path / "root", bundle_cohort, cache_dir=str(cache), **kw)
+        wf.initialize()
+        n = len(wf.parser.get_parsed_content(key))
+        assert n > 0
+        return calls["fcm"] - before
+
+    n_val0 = build(variant="no_mask")
+    assert n_val0 > 0
+    assert build(variant="no_mask") == 0  # a rerun
+    assert build(variant="mask_guided") == 0  # same preprocessing as no_mask
+    n_train0 = build(variant="no_mask", key="train#cache")  # fold 0's training lesions = fold 1's held-out ones
+    assert build(variant="no_mask", fold=1) == 0
+    assert build(["train.json", "inference.json"], variant="mask_guided", split="all") == 0  # every lesion seen by now
+    assert build(variant="mask_only") == n_val0
+    assert build(variant="no_mask", enhancement_threshold=0.6) == n_val0
+    assert n_train0 > 0
+
+
 def test_multi_gpu_config_with_two_gloo_processes(bundle_cohort: dict, tmp_path: Path, run_multi_gpu_train) -> None:  # type: ignore[no-untyped-def]
     """``torchrun`` with 2 gloo processes runs the mask-guided variant; rank 0 alone writes."""
     run_multi_gpu_train(CONFIGS, {"meta_file": META, "bundle_root": tmp_path, "variant": "mask_guided",

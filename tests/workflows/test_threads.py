@@ -51,3 +51,21 @@ def test_set_process_threads_sets_torch_and_blas():
             assert all(p["num_threads"] == 1 for p in threadpool_info())
         finally:
             torch.set_num_threads(before)
+
+
+def test_set_process_threads_reaches_itk_loaded_later():
+    """ITK's pool follows the count although ITK is imported after the call (it stays lazily loaded)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dce_monai.workflows.threads import set_process_threads\n"
+        "set_process_threads(1)\n"
+        "assert 'itk.ITKCommonBasePython' not in sys.modules\n"
+        "import itk\n"
+        "print(itk.MultiThreaderBase.GetGlobalDefaultNumberOfThreads())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, timeout=300)
+    assert out.stdout.split()[-1] == "1"
