@@ -36,10 +36,10 @@ import torch
 
 from dce_monai.data.folds import patient_folds, write_folds
 from dce_monai.data.phantom import generate_cohort
+from dce_monai.metrics.results import read_predictions
 from dce_monai.sequences import SEQUENCES
 from dce_monai.sequences import triplets as all_triplets
 from dce_monai.workflows.bundle_utils import bundle_workflow
-from dce_monai.workflows.results import read_predictions
 from dce_monai.workflows.search_channels import BUNDLE, SearchSettings, run_cells, search_patch_cache
 
 

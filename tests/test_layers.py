@@ -59,7 +59,7 @@ RANKS: dict[str, int | str] = {
 
 #: Faults known today and owned elsewhere, as ``(importing module, imported module)`` exactly
 #: as the failure message names them, each with a comment saying why it is tolerated, e.g.
-#: ``("dce_monai.handlers.x", "dce_monai.workflows.results"),  # moves to metrics with ...``.
+#: ``("dce_monai.handlers.x", "dce_monai.metrics.results"),  # moves to metrics with ...``.
 #: The test fails when a listed fault is gone, so the list only shrinks: delete the entry in
 #: the change that fixes it. Empty: the walk of this tree finds no fault.
 KNOWN_FAULTS: set[tuple[str, str]] = set()

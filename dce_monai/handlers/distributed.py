@@ -17,8 +17,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from ignite.engine import Engine
 
-__all__ = ["all_reduce_sum", "gather_lists", "world_size"]
+from dce_monai.utils.distributed import is_rank0
+
+__all__ = ["RankZeroOnly", "all_reduce_sum", "gather_lists", "world_size"]
 
 
 def world_size() -> int:
@@ -73,3 +76,32 @@ def all_reduce_sum(*values: float) -> tuple[float, ...]:
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return tuple(float(v) for v in t.cpu().tolist())
+
+
+class RankZeroOnly:
+    """Attach a handler on rank 0 only (all processes attach it when not distributed).
+
+    ``handler`` may be built lazily (a ``_mode_: "partial"`` config component, i.e. a
+    callable returning the handler), so e.g. a TensorBoard writer is never created on the
+    other ranks.
+
+    Args:
+        handler: object with ``attach(engine)``, or a class / zero-argument callable returning one.
+
+    Example:
+        >>> RankZeroOnly(functools.partial(TensorBoardStatsHandler, log_dir="runs")).attach(trainer)  # doctest: +SKIP
+    """
+
+    def __init__(self, handler: Any) -> None:
+        if not hasattr(handler, "attach") and not callable(handler):
+            raise TypeError(f"handler must have attach(engine) or be callable, got {type(handler).__name__}.")
+        self.handler = handler
+
+    def attach(self, engine: Engine) -> None:
+        if not is_rank0():
+            return
+        lazy = isinstance(self.handler, type) or not hasattr(self.handler, "attach")
+        h = self.handler() if lazy else self.handler
+        if not hasattr(h, "attach"):
+            raise TypeError(f"handler factory returned {type(h).__name__}, which has no attach(engine).")
+        h.attach(engine)

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,7 +76,7 @@ from dce_monai.sequences import PRE, SUB, is_post, post_index
 from dce_monai.transforms.bias_field import _itk_image
 from dce_monai.transforms.utils import case_label, check_finite, check_spatial_dims
 
-__all__ = ["RegisterPhases", "RegisterPhasesd", "register_rigid"]
+__all__ = ["RegisterPhases", "RegisterPhasesd", "phase_registration", "register_rigid"]
 
 _F = np.diag([-1.0, -1.0, 1.0])  # RAS <-> LPS
 TRANSFORMS = ("rigid", "translation")
@@ -492,3 +493,39 @@ class RegisterPhasesd(MapTransform):
         if self.info_key:
             d[self.info_key] = infos
         return d
+
+
+def phase_registration(manifest: str | Path, keys: Sequence[str], enabled: bool | None = None) -> Any:
+    """The registration step of a bundle pipeline: :class:`~dce_monai.transforms.RegisterPhasesd` or a no-op.
+
+    Real cohorts are imported with ``dataset.register_phases`` true (their phases are not
+    co-registered); phantoms without motion have it false. ``enabled=None`` follows the
+    manifest; ``True``/``False`` (the bundle's ``--register_phases``) overrides it.
+
+    Args:
+        manifest: cohort manifest path.
+        keys: post-contrast phases the pipeline loads (others are skipped); ``T1pre`` and
+            non-phase keys in the list are ignored.
+        enabled: ``None`` (follow the manifest), ``True`` or ``False``.
+
+    Returns:
+        A dictionary transform (an empty ``Compose`` when registration is off).
+
+    Raises:
+        ValueError: ``enabled`` is not None/True/False.
+
+    Example:
+        >>> phase_registration("cohort/manifest.json", ["T1pre", "T1post1"], enabled=False)  # doctest: +SKIP
+        Compose(...)
+    """
+    from monai.transforms import Compose
+
+    from dce_monai.data.manifest import load_manifest
+
+    if enabled not in (None, True, False):
+        raise ValueError(f"register_phases must be null, true or false, got {enabled!r}.")
+    on = load_manifest(manifest).register_phases if enabled is None else enabled
+    posts = [k for k in keys if is_post(k)]
+    if not on or not posts:
+        return Compose([])
+    return RegisterPhasesd(keys=posts, allow_missing_keys=True)

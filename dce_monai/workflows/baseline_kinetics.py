@@ -37,7 +37,7 @@ differ by class, and ``surface_to_volume`` alone can separate a cohort).
 Outputs under ``--out``: ``features.csv`` (the per-lesion cache, reused when the settings
 match ``features.json``), ``folds.json``, ``predictions.csv`` (experiment
 ``baseline_kinetics``, models ``<classifier>_<group>``, e.g. ``logreg_kinetic``, split ``val``),
-``baseline_kinetics_table.csv``/``.md`` (from :func:`dce_monai.workflows.results.summarize`,
+``baseline_kinetics_table.csv``/``.md`` (from :func:`dce_monai.metrics.results.summarize`,
 one row per classifier and feature group), ``baseline_kinetics_feature_auc.csv``/``.md``
 (:func:`feature_aucs`: the AUC of every single feature) and ``run.json`` (the arguments).
 
@@ -600,7 +600,7 @@ def fit_predict_folds(
             classifier name alone.
 
     Returns:
-        Prediction rows in the :mod:`dce_monai.workflows.results` format (split ``val``).
+        Prediction rows in the :mod:`dce_monai.metrics.results` format (split ``val``).
 
     Raises:
         ValueError: lengths differ, a patient in no fold, a missing/non-finite feature, or a
@@ -724,7 +724,7 @@ def _run(manifest: str | Path, out: Path, k: int, seed: int, label: str | None, 
          skip_invalid: bool = False) -> dict[str, Path]:
     from dce_monai.data.folds import check_fold_classes, patient_folds, read_folds, write_folds
     from dce_monai.data.validate import require_valid
-    from dce_monai.workflows.results import summarize, write_predictions, write_table
+    from dce_monai.metrics.results import summarize, write_predictions, write_table
 
     out.mkdir(parents=True, exist_ok=True)
     m = require_valid(manifest, skip_invalid=skip_invalid)  # every problem listed before any work

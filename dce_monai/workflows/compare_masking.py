@@ -3,7 +3,7 @@
 Every (variant, fold) cell trains the ``breast_dce_maskguided_vgg3d`` bundle through
 ``monai.bundle.ConfigWorkflow`` with overrides (``--variant``, ``--fold``, epochs, size), then runs
 the bundle's inference config on the training and the held-out fold to write per-lesion
-predictions (``dce_monai.workflows.results`` format, split ``train``/``val``), and measures the
+predictions (``dce_monai.metrics.results`` format, split ``train``/``val``), and measures the
 fraction of CAM mass inside the tumour mask on the held-out fold. Finished cells
 (``cells/<variant>_fold<k>/cell.json``, written atomically) are skipped on a re-run when their
 fingerprint (:func:`cell_settings`: variant, fold, epochs, sizes, learning rate, widths, field of
@@ -38,7 +38,7 @@ import torch
 __all__ = ["BUNDLE", "VARIANTS", "add_cli_arguments", "cell_settings", "cli_main", "run_cell", "run_compare_masking", "summarize_cells"]
 
 VARIANTS = ("no_mask", "mask_only", "mask_guided")
-BUNDLE = "breast_dce_maskguided_vgg3d"  # under dce_monai.workflows.bundle_utils.BUNDLES_DIR
+BUNDLE = "breast_dce_maskguided_vgg3d"  # under dce_monai.workflows.bundle_utils.BUNDLES_DIR (the bundle folder)
 
 
 def _workflow(configs: list[str], root: Path, workflow_type: str, overrides: dict[str, Any]) -> Any:
@@ -143,9 +143,9 @@ def run_cell(
         ValueError: unknown variant.
     """
     from dce_monai.metrics.collapse import score_collapse
+    from dce_monai.metrics.results import read_predictions
     from dce_monai.metrics.stats import binary_metrics
     from dce_monai.workflows.cells import fingerprint, write_json_atomic
-    from dce_monai.workflows.results import read_predictions
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}.")
@@ -301,7 +301,7 @@ def run_compare_masking(
     from dce_monai.data.folds import check_fold_classes, patient_folds, read_folds, write_folds
     from dce_monai.data.manifest import load_manifest, rebase, save_manifest
     from dce_monai.data.validate import require_valid
-    from dce_monai.workflows.results import (
+    from dce_monai.metrics.results import (
         read_predictions,
         write_predictions,
         write_table,

@@ -85,8 +85,8 @@ def _transfer_bundle(out: Path, manifest: Path, folds: Path, seed: int) -> dict[
                               "predictions_fold": common["fold"]})
     inf.run()
     inf.finalize()
+    from dce_monai.metrics.results import read_predictions
     from dce_monai.metrics.stats import binary_metrics
-    from dce_monai.workflows.results import read_predictions
 
     rows = read_predictions(root / "inference" / "predictions.csv")
     metrics = binary_metrics([r["label"] for r in rows], [r["prob"] for r in rows])

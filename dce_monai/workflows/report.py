@@ -2,7 +2,7 @@
 
 The report collects, from anywhere under ``RUN_DIR``:
 
-- every predictions CSV in the shared format of :mod:`dce_monai.workflows.results`
+- every predictions CSV in the shared format of :mod:`dce_monai.metrics.results`
   (recognised by its header, whatever its file name): per-experiment summary tables
   (pooled AUC [95 % CI], sensitivity / specificity / accuracy at 0.5, per-fold AUC mean ± SD,
   folds whose scores collapse, n), ROC curves with bootstrap bands, per-fold AUC plots;
@@ -16,7 +16,7 @@ The report collects, from anywhere under ``RUN_DIR``:
 
 Held-out figures (the overview, the ROC curves, the comparison against the kinetic baseline)
 use only predictions of a model that did not train on the patient: split ``val`` or ``test``
-(:data:`~dce_monai.workflows.results.HELD_OUT_SPLITS`). Rows of split ``train`` or
+(:data:`~dce_monai.metrics.results.HELD_OUT_SPLITS`). Rows of split ``train`` or
 ``inference`` (a model applied to a whole cohort, e.g. bundle inference) are shown in a
 separate "not held-out" table. When a ``folds.json`` lies next to a predictions file or in a
 folder above it (within the run folder), each held-out row of fold f is checked against it:
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dce_monai.workflows.results import COLUMNS, HELD_OUT_SPLITS, read_predictions, summarize
+from dce_monai.metrics.results import COLUMNS, HELD_OUT_SPLITS, read_predictions, summarize
 
 __all__ = [
     "KNOWN_EXPERIMENTS",

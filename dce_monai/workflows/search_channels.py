@@ -10,7 +10,7 @@ settings give the same predictions (tested). What the overlay changes is only ho
 is shared, the sources of the search's speed:
 
 - the patches are cut once per cohort by the bundle's ``preprocessing`` with all searched
-  channels (:mod:`dce_monai.workflows.patch_cache`); a triplet is an index into the channel axis;
+  channels (:mod:`dce_monai.data.patch_cache`); a triplet is an index into the channel axis;
 - the cache sits on the training device; augmentation (random rotation + flips) and the
   resize to ``image_size`` are one batched ``grid_sample`` there (the bundle's
   ``prepare_batch``, :class:`~dce_monai.engines.prepare_batch.PatchBatch`);
@@ -60,17 +60,17 @@ from monai.utils import look_up_option
 
 from dce_monai.data.folds import check_fold_classes, patient_folds, read_folds, write_folds
 from dce_monai.data.manifest import Manifest, load_manifest
+from dce_monai.data.patch_cache import (
+    PatchCache,
+    get_patch_cache,
+    load_patch_cache,
+)
 from dce_monai.data.validate import require_valid
 from dce_monai.metrics.aggregation import aggregate_by_lesion
 from dce_monai.sequences import PRE, SEQUENCES, SUB, post_name, sort_sequences, validate_sequence_names
 from dce_monai.sequences import triplets as all_triplets
 from dce_monai.workflows.cells import fingerprint as cell_fingerprint
 from dce_monai.workflows.cells import read_cell, run_lock, settings_diff, write_json_atomic
-from dce_monai.workflows.patch_cache import (
-    PatchCache,
-    get_patch_cache,
-    load_patch_cache,
-)
 
 __all__ = [
     "SearchSettings",
@@ -716,8 +716,8 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
         >>> merge("search")["ranking_md"].read_text()  # doctest: +SKIP
     """
     from dce_monai.metrics.collapse import score_collapse
+    from dce_monai.metrics.results import write_predictions
     from dce_monai.metrics.stats import binary_metrics, bootstrap_ci, delong_test
-    from dce_monai.workflows.results import write_predictions
 
     out = Path(out_dir)
     run_path = out / "run.json"

@@ -92,7 +92,7 @@ def test_mask_guided_trains_resumes_and_logs(trained: Path, bundle_cohort: dict)
 
 
 def test_evaluate_and_inference(trained: Path, bundle_cohort: dict) -> None:
-    from dce_monai.workflows.results import read_predictions
+    from dce_monai.metrics.results import read_predictions
 
     _run(_workflow(["train.json", "inference.json", "evaluate.json"], trained, bundle_cohort, variant="mask_guided"))
     metrics = json.loads((trained / "eval" / "metrics.json").read_text())
@@ -139,7 +139,7 @@ def test_ckpt_export_matches_eager(trained: Path, tmp_path: Path) -> None:
 
 
 def test_inference_tta(trained: Path, bundle_cohort: dict) -> None:
-    from dce_monai.workflows.results import read_predictions
+    from dce_monai.metrics.results import read_predictions
 
     out = trained / "tta"
     _run(_workflow(["train.json", "inference.json"], trained, bundle_cohort, variant="mask_guided", folds=None,

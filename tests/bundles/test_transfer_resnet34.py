@@ -11,8 +11,15 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
+from dce_monai.data import datalist as dl
+from dce_monai.data.patch_cache import PatchDataset
+from dce_monai.handlers import outputs as ho
+from dce_monai.handlers import writers as hw
+from dce_monai.handlers.distributed import RankZeroOnly
+from dce_monai.metrics.results import read_predictions
+from dce_monai.transforms.registration import phase_registration
+from dce_monai.utils import distributed as ud
 from dce_monai.workflows import bundle_utils as bu
-from dce_monai.workflows.results import read_predictions
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "breast_dce_transfer_resnet34"
@@ -188,11 +195,11 @@ def test_metadata_matches_default_channels():
 
 def test_fold_datalist_splits(bundle_cohort):
     m, f = bundle_cohort["manifest"], bundle_cohort["folds"]
-    train = bu.fold_datalist(m, f, 0, "train")
-    test = bu.fold_datalist(m, f, 0, "test")
+    train = dl.fold_datalist(m, f, 0, "train")
+    test = dl.fold_datalist(m, f, 0, "test")
     assert {d["patient_id"] for d in train}.isdisjoint({d["patient_id"] for d in test})
-    assert len(bu.fold_datalist(m, None, split="all")) == len(train) + len(test)
-    assert bu.fold_datalist(m, f, 0, "val") == []  # no inner validation split without val_fraction
+    assert len(dl.fold_datalist(m, None, split="all")) == len(train) + len(test)
+    assert dl.fold_datalist(m, f, 0, "val") == []  # no inner validation split without val_fraction
 
 
 @pytest.mark.parametrize(
@@ -206,22 +213,22 @@ def test_fold_datalist_splits(bundle_cohort):
 def test_fold_datalist_errors(bundle_cohort, kwargs, exc, match):
     args = {"manifest": bundle_cohort["manifest"], "folds": bundle_cohort["folds"], "fold": 0, **kwargs}
     with pytest.raises(exc, match=match):
-        bu.fold_datalist(**args)
+        dl.fold_datalist(**args)
 
 
 @pytest.mark.parametrize("kind", ["list", "tensor"])
 def test_patch_dataset_flattens(kind):
     img = torch.zeros(3, 4, 4) if kind == "tensor" else [[0.0]]
     lesions = [[{"image": img, "label": 1, "lesion_id": "A", "other": 1}] * 2, [], {"image": img, "label": 0, "lesion_id": "B"}]
-    ds = bu.PatchDataset(lesions)
+    ds = PatchDataset(lesions)
     assert len(ds) == 3 and [d["lesion_id"] for d in ds] == ["A", "A", "B"] and "other" not in ds[0]
 
 
 def test_patch_dataset_errors():
     with pytest.raises(TypeError, match=r"lesions\[0\] must be a dict or a list of dicts, got int"):
-        bu.PatchDataset([3])
+        PatchDataset([3])
     with pytest.raises(ValueError, match="no patch in 2 lesion"):
-        bu.PatchDataset([[], []])
+        PatchDataset([[], []])
 
 
 def test_rank_zero_only_and_errors():
@@ -234,13 +241,13 @@ def test_rank_zero_only_and_errors():
             attached.append(engine)
 
     eng = Engine(lambda e, b: None)
-    bu.RankZeroOnly(H()).attach(eng)
-    bu.RankZeroOnly(H).attach(eng)
+    RankZeroOnly(H()).attach(eng)
+    RankZeroOnly(H).attach(eng)
     assert attached == [eng, eng]
     with pytest.raises(TypeError, match="handler must have attach"):
-        bu.RankZeroOnly(3)
+        RankZeroOnly(3)
     with pytest.raises(TypeError, match="handler factory returned int"):
-        bu.RankZeroOnly(lambda: 3).attach(eng)
+        RankZeroOnly(lambda: 3).attach(eng)
 
 
 def test_predictions_and_metrics_writers(tmp_path):
@@ -255,18 +262,18 @@ def test_predictions_and_metrics_writers(tmp_path):
         return batch
 
     eng = Engine(step)
-    pw = bu.PredictionsWriter(tmp_path / "p.csv", fold=1, split="val")
+    pw = hw.PredictionsWriter(tmp_path / "p.csv", fold=1, split="val")
     pw.attach(eng)
-    bu.MetricsJsonWriter(tmp_path / "m.json", extra={"fold": 1}).attach(eng)
+    hw.MetricsJsonWriter(tmp_path / "m.json", extra={"fold": 1}).attach(eng)
     eng.run(batches)
     rows = {r["lesion_id"]: r for r in read_predictions(tmp_path / "p.csv")}
     assert float(rows["A"]["prob"]) == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item(), abs=1e-6)
     assert rows["B"]["patient_id"] == "Q" and int(rows["B"]["label"]) == 0 and str(rows["B"]["split"]) == "val"
     assert json.loads((tmp_path / "m.json").read_text()) == {"fold": 1, "metrics": {"m": 0.5}}
     with pytest.raises(ValueError, match="Unsupported option 'x'|x"):
-        bu.PredictionsWriter(tmp_path / "p.csv", split="x")
+        hw.PredictionsWriter(tmp_path / "p.csv", split="x")
     with pytest.raises(ValueError, match="no prediction collected"):
-        empty = bu.PredictionsWriter(tmp_path / "q.csv")
+        empty = hw.PredictionsWriter(tmp_path / "q.csv")
         empty.reset()
         empty.write()
 
@@ -277,27 +284,27 @@ def test_lr_to_metrics_and_output_helpers():
     net = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.25)
     eng = Engine(lambda e, b: None)
-    bu.LrToMetrics(opt).attach(eng)
+    hw.LrToMetrics(opt).attach(eng)
     eng.run([0], max_epochs=1)
     assert eng.state.metrics["lr"] == 0.25
     with pytest.raises(TypeError, match="optimizer must be a torch optimizer"):
-        bu.LrToMetrics(net)
-    p, y, ids = bu.lesion_auc_output([{"pred": torch.tensor([0.0, 0.0]), "label": torch.tensor(1), "pred_lesion_id": "A"}])
+        hw.LrToMetrics(net)
+    p, y, ids = ho.lesion_auc_output([{"pred": torch.tensor([0.0, 0.0]), "label": torch.tensor(1), "pred_lesion_id": "A"}])
     assert p.tolist() == [0.5] and y.tolist() == [1] and ids == ["A"]
     with pytest.raises(KeyError, match="evaluator output lacks 'pred_lesion_id'"):
-        bu.lesion_auc_output([{"pred": torch.zeros(2), "label": 0}])
-    imgs, labels = bu.first_image([{"image": torch.zeros(3, 2, 2)}])
-    assert imgs[0].shape == (3, 2, 2) and labels == [None] and bu.no_output([1, 2]) == [None, None]
+        ho.lesion_auc_output([{"pred": torch.zeros(2), "label": 0}])
+    imgs, labels = ho.first_image([{"image": torch.zeros(3, 2, 2)}])
+    assert imgs[0].shape == (3, 2, 2) and labels == [None] and ho.no_output([1, 2]) == [None, None]
 
 
 def test_init_distributed_outside_torchrun(monkeypatch):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
     with pytest.raises(ValueError, match="init_distributed needs torchrun's environment"):
-        bu.init_distributed()
+        ud.init_distributed()
     with pytest.raises(ValueError, match="mpi"):
-        bu.init_distributed("mpi")
-    assert bu.is_rank0()
+        ud.init_distributed("mpi")
+    assert ud.is_rank0()
 
 
 def test_cached_epochs_do_not_rerun_deterministic_transforms(bundle_cohort, tmp_path, monkeypatch):
@@ -360,9 +367,9 @@ def test_bundle_workflow_by_name_and_missing_properties(bundle_cohort, tmp_path)
 def test_phase_registration_follows_the_manifest(bundle_cohort, enabled, registers):
     from dce_monai.transforms import RegisterPhasesd
 
-    t = bu.phase_registration(bundle_cohort["manifest"], ["T1pre", "T1post1", "label_map"], enabled=enabled)
+    t = phase_registration(bundle_cohort["manifest"], ["T1pre", "T1post1", "label_map"], enabled=enabled)
     assert isinstance(t, RegisterPhasesd) is registers  # the phantom manifest does not ask for registration
     if registers:
         assert list(t.keys) == ["T1post1"]
     with pytest.raises(ValueError, match=r"register_phases must be null, true or false, got 'yes'"):
-        bu.phase_registration(bundle_cohort["manifest"], ["T1post1"], enabled="yes")
+        phase_registration(bundle_cohort["manifest"], ["T1post1"], enabled="yes")

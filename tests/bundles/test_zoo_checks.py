@@ -225,7 +225,7 @@ def _check_workflow(wf: ConfigWorkflow) -> None:
 @pytest.mark.slow  # seed 1: 25-70 s on the shared 2-core machine (ResNet34 on CPU), seed 2: 15-35 s
 @pytest.mark.parametrize("name", NAMES)
 def test_zoo_unit_test_train_evaluate_infer(name: str, bundle_cohort: dict, tmp_path: Path) -> None:
-    from dce_monai.workflows.results import read_predictions
+    from dce_monai.metrics.results import read_predictions
 
     configs = _configs(name)
     common = {"bundle_root": str(tmp_path), "manifest": str(bundle_cohort["manifest"]), "folds": str(bundle_cohort["folds"]),

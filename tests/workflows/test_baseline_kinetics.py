@@ -14,8 +14,8 @@ from monai.data import MetaTensor
 
 from dce_monai.data.folds import patient_folds, write_folds
 from dce_monai.data.manifest import load_manifest
+from dce_monai.metrics.results import read_predictions
 from dce_monai.workflows import baseline_kinetics as bk
-from dce_monai.workflows.results import read_predictions
 
 SPACING = (2.0, 1.5, 3.0)
 AFFINE = np.diag([*SPACING, 1.0])
@@ -265,7 +265,7 @@ def test_variable_phase_counts(tmp_path):
 @pytest.mark.parametrize("skip_invalid", [False, True], ids=["refuse", "skip_invalid"])
 def test_invalid_cohort_refused_or_skipped(broken_cohort, tmp_path, skip_invalid):
     from dce_monai.data.manifest import ManifestError
-    from dce_monai.workflows.results import read_predictions
+    from dce_monai.metrics.results import read_predictions
 
     manifest, bad = broken_cohort
     if not skip_invalid:

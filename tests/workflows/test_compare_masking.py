@@ -36,7 +36,7 @@ def test_compare_masking_table_and_resume(cohort: Path, tmp_path: Path, capsys: 
     for v in cm.VARIANTS:
         assert v in md
     assert (out / "comparison.csv").is_file()
-    from dce_monai.workflows.results import read_predictions
+    from dce_monai.metrics.results import read_predictions
 
     rows = read_predictions(out / "predictions.csv")
     assert {r["model"] for r in rows} == set(cm.VARIANTS) and {r["split"] for r in rows} == {"train", "val"}
@@ -62,7 +62,7 @@ def test_errors(cohort: Path, tmp_path: Path) -> None:
 
 def test_test_cohort_evaluated(tmp_path: Path) -> None:
     from dce_monai.data.phantom import generate_cohort
-    from dce_monai.workflows.results import read_predictions
+    from dce_monai.metrics.results import read_predictions
 
     manifest = generate_cohort(tmp_path / "c", n_patients=8, seed=5, size="tiny", shortcut_train=1.0,
                                shortcut_test=0.0, test_fraction=0.25, progress=False)

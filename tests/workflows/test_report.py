@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from dce_monai.metrics.results import write_predictions
 from dce_monai.workflows import report as rp
-from dce_monai.workflows.results import write_predictions
 
 TRIPLETS = ["T1pre+T1post3+sub", "T2+T1pre+sub", "T1post1+T1post2+T1post3"]
 

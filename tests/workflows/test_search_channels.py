@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from dce_monai.data.folds import patient_folds, write_folds
-from dce_monai.workflows.patch_cache import PatchCache
-from dce_monai.workflows.results import read_predictions
+from dce_monai.data.patch_cache import PatchCache
+from dce_monai.metrics.results import read_predictions
 from dce_monai.workflows.search_channels import (
     SearchSettings,
     add_cli_arguments,

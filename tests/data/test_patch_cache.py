@@ -8,11 +8,11 @@ import os
 import pytest
 import torch
 
+from dce_monai.data import patch_cache as pc
 from dce_monai.data.folds import patient_folds
 from dce_monai.data.manifest import load_manifest
+from dce_monai.data.patch_cache import PatchCacheDataset, build_patch_cache, get_patch_cache, load_patch_cache
 from dce_monai.sequences import SEQUENCES
-from dce_monai.workflows import patch_cache as pc
-from dce_monai.workflows.patch_cache import PatchCacheDataset, build_patch_cache, get_patch_cache, load_patch_cache
 from dce_monai.workflows.search_channels import bundle_preprocessing
 
 SIZE = (16, 16)

@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +43,7 @@ from dce_monai.data.manifest import Manifest, load_manifest
 from dce_monai.sequences import SEQUENCES, source_sequences, validate_sequence_names
 
 __all__ = [
-    "CACHE_FORMAT", "PatchCache", "PatchCacheDataset", "build_patch_cache", "cache_key", "files_needed", "get_patch_cache", "load_patch_cache",
+    "CACHE_FORMAT", "PATCH_KEYS", "PatchCache", "PatchCacheDataset", "PatchDataset", "build_patch_cache", "cache_key", "files_needed", "get_patch_cache", "load_patch_cache",
 ]
 
 logger = logging.getLogger(__name__)
@@ -351,3 +351,44 @@ class PatchCacheDataset(Dataset):
         c = self.cache
         return {"image": self.images[i].float(), "label": self.labels[i], "lesion_id": c.lesion_ids[j],
                 "patient_id": c.patient_ids[j], "slice_index": c.slice_index[j]}
+
+
+PATCH_KEYS = ("image", "label", "lesion_id", "patient_id", "label_value", "slice_index")
+
+
+class PatchDataset(Dataset):
+    """Flat dataset of 2D patches made from a dataset of lesions that each yield a list of patches.
+
+    ``lesions[i]`` is a list of patch dicts (output of
+    :class:`dce_monai.transforms.LesionPatchesd`, usually through a ``CacheDataset`` so the
+    deterministic part runs once); all patches are gathered (order: lesion, then slice), only
+    ``keys`` are kept, and ``transform`` (random augmentation, resizing, normalisation) is
+    applied per patch on access. MONAI's ``PatchDataset`` samples a fixed number of patches
+    per item, which does not fit a per-lesion, variable patch count; hence this class.
+
+    Args:
+        lesions: sequence whose items are lists of patch dicts (or single dicts).
+        transform: per-patch transform applied in ``__getitem__``.
+        keys: patch keys kept (missing ones are skipped).
+        allow_empty: accept a dataset without any patch (e.g. the validation set of a run
+            that does not validate); otherwise no patch at all is an error.
+
+    Raises:
+        TypeError: an item is not a dict or a list of dicts.
+        ValueError: no patch at all (unless ``allow_empty``).
+
+    Example:
+        >>> ds = PatchDataset(CacheDataset(datalist, preprocessing), transform=augment)  # doctest: +SKIP
+    """
+
+    def __init__(self, lesions: Sequence[Any], transform: Callable | None = None, keys: Sequence[str] = PATCH_KEYS, allow_empty: bool = False) -> None:
+        patches: list[dict[str, Any]] = []
+        for i in range(len(lesions)):
+            item = lesions[i]
+            items = [item] if isinstance(item, Mapping) else item
+            if not isinstance(items, (list, tuple)) or not all(isinstance(p, Mapping) for p in items):
+                raise TypeError(f"lesions[{i}] must be a dict or a list of dicts, got {type(item).__name__}.")
+            patches.extend({k: p[k] for k in keys if k in p} for p in items)
+        if not patches and not allow_empty:
+            raise ValueError(f"no patch in {len(lesions)} lesion(s): every lesion yielded an empty list.")
+        super().__init__(data=patches, transform=transform)

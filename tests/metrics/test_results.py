@@ -5,8 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from dce_monai.metrics.stats import roc_auc
-from dce_monai.workflows.results import (
+from dce_monai.metrics.results import (
     COLUMNS,
     format_markdown_table,
     read_predictions,
@@ -14,6 +13,7 @@ from dce_monai.workflows.results import (
     write_predictions,
     write_table,
 )
+from dce_monai.metrics.stats import roc_auc
 
 
 def _rows(n_folds: int = 3, per_fold: int = 10, model: str = "m", seed: int = 0):
@@ -74,7 +74,7 @@ def test_summarize_flags_collapsed_folds():
 def test_inference_split_roundtrip(tmp_path):
     rows = [{**r, "split": "inference", "fold": -1} for r in _rows()]
     assert read_predictions(write_predictions(tmp_path / "p.csv", rows)) == rows
-    from dce_monai.workflows.results import HELD_OUT_SPLITS, SPLITS
+    from dce_monai.metrics.results import HELD_OUT_SPLITS, SPLITS
 
     assert "inference" in SPLITS and "inference" not in HELD_OUT_SPLITS and set(HELD_OUT_SPLITS) == {"val", "test"}
 
