@@ -146,28 +146,6 @@ def test_inference_tta(trained: Path, bundle_cohort: dict) -> None:
     assert rows and all(0.0 <= float(r["prob"]) <= 1.0 for r in rows)
 
 
-def test_tta_inferer_mean_of_probabilities() -> None:
-    from dce_monai.engines.tta import TTA34Inferer
-
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
-    x = torch.rand(2, 1, 8, 8, 4)
-    net(x)
-    plain = TTA34Inferer(enabled=False)(x, net)
-    torch.testing.assert_close(plain, net(x))
-    one = TTA34Inferer(variants=[0])(x, net)
-    from dce_monai.transforms.augmentation import Augment34
-
-    ref = torch.softmax(net(torch.stack([torch.as_tensor(Augment34(0)(s)) for s in x])), 1)
-    torch.testing.assert_close(one.exp(), ref, rtol=1e-4, atol=1e-5)
-    both = TTA34Inferer(variants=[0, 1])(x, net).exp()
-    assert torch.allclose(both.sum(1), torch.ones(2), atol=1e-5)
-    with pytest.raises(ValueError, match="variants must be a non-empty subset of 0..33"):
-        TTA34Inferer(variants=[40])
-    assert TTA34Inferer(enabled="false").enabled is False and TTA34Inferer(enabled="True").enabled is True
-    with pytest.raises(ValueError, match="must be true or false, got 'maybe'"):
-        TTA34Inferer(enabled="maybe")
-
-
 @pytest.mark.parametrize("fov", ["lesion", "volume"])
 def test_field_of_view_windows(fov: str, bundle_cohort: dict, tmp_path: Path) -> None:
     """``lesion``: a spatial_size window of the image around the lesion (image content, not the
