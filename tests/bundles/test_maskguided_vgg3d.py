@@ -94,8 +94,28 @@ def test_evaluate_and_inference(trained: Path, bundle_cohort: dict) -> None:
 
     _run(_workflow(["train.json", "inference.json", "evaluate.json"], trained, bundle_cohort, variant="mask_guided"))
     metrics = json.loads((trained / "eval" / "metrics.json").read_text())
-    assert metrics["model"] == "mask_guided" and 0.0 <= metrics["metrics"]["val_auc"] <= 1.0
-    assert 0.0 <= metrics["metrics"]["val_attention_in_mask"] <= 1.0
+    assert {k: metrics[k] for k in ("experiment", "model", "fold", "split", "channels")} == {
+        "experiment": "maskguided_vgg3d", "model": "mask_guided", "fold": 0, "split": "test", "channels": ["T1post1"]}
+    assert 0.0 <= metrics["metrics"]["val_attention_in_mask"] <= 1.0  # voxel-wise: not recomputable from the CSV
+    # metrics.json must be what its own predictions.csv gives: one row per held-out lesion (fold 0's
+    # patients, labels from the manifest), per-lesion AUC and threshold-0.5 figures recomputed here
+    from dce_monai.data.folds import read_folds
+    from dce_monai.data.manifest import load_manifest
+    from dce_monai.metrics.stats import binary_metrics
+
+    held = read_predictions(trained / "eval" / "predictions.csv")
+    test_patients = set(read_folds(bundle_cohort["folds"])[0])
+    truth = {str(d["lesion_id"]): int(d["label"]) for d in load_manifest(bundle_cohort["manifest"]).to_datalist(level="lesion")
+             if d["patient_id"] in test_patients}
+    assert sorted(r["lesion_id"] for r in held) == sorted(truth)
+    assert all(int(r["label"]) == truth[r["lesion_id"]] for r in held)
+    ref = binary_metrics([int(r["label"]) for r in held], [float(r["prob"]) for r in held], threshold=0.5)
+    got = metrics["metrics"]
+    assert got["val_auc"] == pytest.approx(ref["auc"], abs=1e-6)
+    assert got["val_auc_sensitivity"] == pytest.approx(ref["sensitivity"], abs=1e-6)
+    assert got["val_auc_specificity"] == pytest.approx(ref["specificity"], abs=1e-6)
+    assert got["val_auc_accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
+    assert got["val_auc_n_lesions"] == len(held) == len(truth)
     out = trained / "inf"
     _run(_workflow(["train.json", "inference.json"], trained, bundle_cohort, variant="mask_guided", folds=None,
                    output_dir=str(out)))
@@ -104,8 +124,7 @@ def test_evaluate_and_inference(trained: Path, bundle_cohort: dict) -> None:
     assert len(rows) == n_lesions
     assert all(r["experiment"] == "maskguided_vgg3d" and r["model"] == "mask_guided" and 0 <= float(r["prob"]) <= 1 for r in rows)
     assert {(r["split"], r["fold"]) for r in rows} == {("inference", -1)}  # whole cohort: not held-out
-    held = read_predictions(trained / "eval" / "predictions.csv")
-    assert held and {(r["split"], r["fold"]) for r in held} == {("test", 0)}
+    assert {(r["split"], r["fold"]) for r in held} == {("test", 0)}
 
 
 def test_unknown_variant_rejected(bundle_cohort: dict, tmp_path: Path) -> None:
