@@ -158,11 +158,20 @@ def test_ckpt_export_matches_eager(trained: Path, tmp_path: Path) -> None:
 def test_inference_tta(trained: Path, bundle_cohort: dict) -> None:
     from dce_monai.workflows.results import read_predictions
 
-    out = trained / "tta"
-    _run(_workflow(["train.json", "inference.json"], trained, bundle_cohort, variant="mask_guided", folds=None,
-                   output_dir=str(out), tta=True, tta_variants=[0, 5, 30]))
-    rows = read_predictions(out / "predictions.csv")
-    assert rows and all(0.0 <= float(r["prob"]) <= 1.0 for r in rows)
+    def probs(name: str, **kw: object) -> dict[str, float]:
+        out = trained / name
+        _run(_workflow(["train.json", "inference.json"], trained, bundle_cohort, variant="mask_guided", folds=None,
+                       output_dir=str(out), **kw))
+        return {r["lesion_id"]: float(r["prob"]) for r in read_predictions(out / "predictions.csv")}
+
+    plain = probs("tta_off", tta=False)
+    identity = probs("tta_identity", tta=True, tta_variants=[0])
+    mixed = probs("tta", tta=True, tta_variants=[0, 5, 30])
+    assert set(plain) == set(identity) == set(mixed) and len(plain) > 0
+    # the identity variant alone is plain inference: same lesion probabilities
+    assert identity == pytest.approx(plain, abs=1e-5)
+    # other variants change the inputs, so the averaged probabilities move (still probabilities)
+    assert max(abs(mixed[k] - plain[k]) for k in plain) > 1e-6 and all(0.0 < v < 1.0 for v in mixed.values())
 
 
 @pytest.mark.parametrize("fov", ["lesion", "volume"])
