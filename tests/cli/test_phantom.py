@@ -14,7 +14,7 @@ _CSV_HEADER = "pid,n_xy,n_z,n_times,slice_thick,xy_spacing,tum_vol,HER2\n"
 
 
 def _write_reference_csv(path, n=20):
-    """The reference CSV of tests/data/test_phantom.py: BreastDCEDL layout, 64x64x48, HER2 rate 5/20."""
+    """The reference CSV of tests/data/phantom/test_config.py: BreastDCEDL layout, 64x64x48, HER2 rate 5/20."""
     rows = [f"R{i},64,48,{3 + i % 2},4.0,0.7,{500 + 100 * i},{int(i % 4 == 0)}" for i in range(n)]
     rows.append("R99,64,48,3,4.0,0.7,,")  # blank cells are skipped
     path.write_text(_CSV_HEADER + "\n".join(rows) + "\n")

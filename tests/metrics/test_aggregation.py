@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dce_monai.metrics import aggregate_by_lesion, attention_fraction
+from dce_monai.metrics import aggregate_by_lesion
 
 
 def test_max_and_mean():
@@ -25,17 +25,6 @@ def test_max_and_mean():
 def test_errors(args, kwargs, match):
     with pytest.raises(ValueError, match=match):
         aggregate_by_lesion(*args, **kwargs)
-
-
-def test_attention_fraction():
-    cam = torch.zeros(2, 1, 4, 4)
-    cam[0, 0, :2] = 1.0
-    cam[1, 0] = 1.0
-    mask = torch.zeros(2, 1, 4, 4)
-    mask[:, 0, :2] = 1
-    assert torch.allclose(attention_fraction(cam, mask), torch.tensor([1.0, 0.5]))
-    with pytest.raises(ValueError, match=r"cam and mask must have the same shape"):
-        attention_fraction(cam, mask[:, :, :2])
 
 
 def test_lesion_ids_are_kept_as_given():

@@ -72,7 +72,7 @@ def test_delong_matches_pairwise_definition(ties):
     assert r["auc_b"] == pytest.approx(roc_auc_score(y, b))
     z = (r["auc_a"] - r["auc_b"]) / math.sqrt(_slow_delong_var(y, a, b))
     assert r["z"] == pytest.approx(z, rel=1e-9)
-    assert 0.0 <= r["p"] <= 1.0
+    assert r["p"] == pytest.approx(math.erfc(abs(z) / math.sqrt(2.0)), rel=1e-9)  # two-sided normal p of the pairwise z
 
 
 def test_delong_identical_and_clearly_different():

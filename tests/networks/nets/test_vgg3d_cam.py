@@ -18,7 +18,13 @@ def test_cam_mean_equals_logit_and_upsampled():
     raw = net.cam(x, class_idx=1, normalize=False, upsample=False)
     assert torch.allclose(raw.mean((1, 2, 3, 4)), net(x)[:, 1], atol=1e-5)
     cam = net.cam(x)
-    assert cam.shape == (2, 1, 32, 32, 16) and float(cam.min()) >= 0 and float(cam.max()) <= 1
+    assert cam.shape == (2, 1, 32, 32, 16)
+    # default: the predicted class's map, trilinearly upsampled to the input grid, min-max per sample
+    cls = net(x).argmax(1)
+    up = torch.nn.functional.interpolate(net.cam(x, class_idx=cls, normalize=False, upsample=False), size=(32, 32, 16), mode="trilinear", align_corners=False)
+    lo, hi = up.amin((1, 2, 3, 4), keepdim=True), up.amax((1, 2, 3, 4), keepdim=True)
+    torch.testing.assert_close(cam, (up - lo) / (hi - lo + 1e-6), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(cam.amin((1, 2, 3, 4)), torch.zeros(2)) and torch.allclose(cam.amax((1, 2, 3, 4)), torch.ones(2), atol=1e-2)  # eps in the denominator
 
 
 def test_cam_not_inverted_hot_region_is_one():

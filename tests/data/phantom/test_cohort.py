@@ -1,3 +1,5 @@
+"""Tests for dce_monai.data.phantom.cohort: simulated patients, the cohort writer and the cohort's statistics."""
+
 from __future__ import annotations
 
 import json
@@ -11,15 +13,9 @@ from dce_monai.data.manifest import schema
 from dce_monai.data.phantom import (
     BLOOD,
     FIBRO,
-    REFERENCE_QUANTILES,
     PhantomConfig,
-    curve_type_from_signal,
-    empirical_concentration,
     generate_cohort,
-    load_reference_csv,
-    parker_aif,
     simulate_patient,
-    spgr_signal,
 )
 
 
@@ -80,21 +76,6 @@ def test_bias_field_is_smooth_with_zero_mean_log(cases):
     assert abs(logb[body].mean()) < 1e-3
     assert 0.05 < np.abs(logb[body]).max() <= 2 * 0.3  # peak set to bias_strength before centring
     assert np.abs(np.diff(logb, axis=0)).max() < 0.02  # smooth: tiny voxel-to-voxel change
-
-
-def test_curve_type_rule():
-    assert curve_type_from_signal([100, 200, 230]) == "persistent"
-    assert curve_type_from_signal([100, 200, 205]) == "plateau"
-    assert curve_type_from_signal([100, 200, 170]) == "washout"
-
-
-def test_physics_functions():
-    t = np.array([0, 1.5, 3.0, 6.0])
-    c = empirical_concentration(t, 1.0, 3.0, 0.08)
-    assert c[0] == 0 and c.argmax() == 1
-    assert parker_aif(np.array([0.17046]))[0] > 5  # first-pass peak (mM, plasma)
-    s0, s1 = spgr_signal(1.0, 1600.0, 0.0), spgr_signal(1.0, 1600.0, 0.3)
-    assert s1 > s0 > 0
 
 
 def test_malignancy_separable_but_not_trivially(cases):
@@ -168,36 +149,6 @@ def test_fewer_post_phases():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"size": "huge"}, r"size must be 'tiny', 'demo' or 'full', got 'huge'"),
-        ({"n_post": 0}, r"n_post must be an integer in \[1, 12\], got 0"),
-        ({"post_interval_s": 0}, r"must be > 0 s"),
-        ({"snr": -1}, r"snr must be > 0, got -1"),
-        ({"bias_strength": 1.5}, r"bias_strength must be in \[0, 1\), got 1.5"),
-        ({"motion_mm": -1}, r"motion_mm must be >= 0"),
-        ({"lesions": (2, 1)}, r"lesions must be \(lo, hi\)"),
-        ({"malignant_fraction": 2}, r"malignant_fraction must be in \[0, 1\]"),
-        ({"storage_max": 70000}, r"storage_max must be in \[100, 60000\]"),
-        ({"her2_prevalence": 1.0}, r"her2_prevalence must be in \(0, 1\), got 1.0"),
-        ({"reference_quantiles": {"n_xy": (1,) * 7}}, r"reference_quantiles lacks keys \['n_z'"),
-        (
-            {"reference_quantiles": {**REFERENCE_QUANTILES, "n_z": (5.0, 4.0, 3.0, 2.0, 1.0, 1.0, 1.0)}},
-            r"reference_quantiles\['n_z'\] must be 7 positive non-decreasing values",
-        ),
-    ],
-)
-def test_config_errors(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        PhantomConfig(**kwargs)
-
-
-def test_config_reference_table_type_error():
-    with pytest.raises(TypeError, match=r"reference_quantiles must be a dict, got list"):
-        PhantomConfig(reference_quantiles=[1, 2])  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
         ({"n_patients": 0}, r"n_patients must be an integer >= 1, got 0"),
         ({"n_patients": 2, "workers": 0}, r"workers must be an integer >= 1, got 0"),
         ({"n_patients": 2, "test_fraction": 1.0}, r"test_fraction must be in \(0, 1\)"),
@@ -228,49 +179,6 @@ def test_presets():
     c = simulate_patient(0, PhantomConfig.tiny(n_post=3, field_strength_t=1.5))
     assert c.label_map.shape == (64, 64, 16) and c.spacing_mm == (3.2, 3.2, 6.0)
     assert set(c.images) == {"T2", "T1pre", "T1post1", "T1post2", "T1post3"} and c.field_strength_t == 1.5
-
-
-_CSV_HEADER = "pid,n_xy,n_z,n_times,slice_thick,xy_spacing,tum_vol,HER2\n"
-
-
-def _write_reference_csv(path, n=20):
-    rows = [f"R{i},64,48,{3 + i % 2},4.0,0.7,{500 + 100 * i},{int(i % 4 == 0)}" for i in range(n)]
-    rows.append("R99,64,48,3,4.0,0.7,,")  # blank cells are skipped
-    path.write_text(_CSV_HEADER + "\n".join(rows) + "\n")
-    return path
-
-
-def test_load_reference_csv(tmp_path):
-    table, her2 = load_reference_csv(_write_reference_csv(tmp_path / "ref.csv"))
-    assert table["n_xy"] == (64.0,) * 7 and table["tum_vol"][0] == 500.0 and table["tum_vol"][-1] == 2400.0
-    assert her2 == pytest.approx(5 / 20)
-
-
-def test_full_preset_samples_from_reference_csv(tmp_path):
-    table, her2 = load_reference_csv(_write_reference_csv(tmp_path / "ref.csv"))
-    c = simulate_patient(2, PhantomConfig.full(reference_quantiles=table, her2_prevalence=her2))
-    assert c.label_map.shape == (64, 64, 48) and c.spacing_mm[2] == 4.0
-    assert len(c.times_s) - 1 == 2  # n_times 3-4 -> 2-3 post phases, clipped at >= 2
-    # tumour volumes 500-2400 mm^3 -> nominal radius (3V/4pi)^(1/3) <= 8.3 mm (16 mm cap otherwise)
-    assert c.lesions and all(4.0 <= les["radius_mm"] <= 8.31 for les in c.lesions)
-
-
-@pytest.mark.parametrize(
-    "content, exc, match",
-    [
-        (None, FileNotFoundError, r"reference_csv '.*missing.csv' does not exist"),
-        ("pid,n_xy\nA,1\n", ValueError, r"lacks columns \['n_z', 'slice_thick'"),
-        (_CSV_HEADER + "A,64,48,3,4.0,0.7,x,0\n", ValueError, r"line 2, column 'tum_vol': expected a number, got 'x'"),
-        (_CSV_HEADER + "A,64,48,3,4.0,0.7,,0\n", ValueError, r"has no values in columns \['tum_vol'\]"),
-        (_CSV_HEADER + "A,64,48,3,4.0,0.7,100,0\n", ValueError, r"HER2 prevalence must be in \(0, 1\), got 0.0"),
-    ],
-)
-def test_reference_csv_errors(tmp_path, content, exc, match):
-    path = tmp_path / "missing.csv"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(exc, match=match):
-        load_reference_csv(path)
 
 
 # ----------------------------------------------------------------------------- cohort statistics (tiny preset)
