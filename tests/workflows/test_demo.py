@@ -130,8 +130,8 @@ def full_tiny_demo(tmp_path_factory):
 @pytest.mark.slow
 def test_every_step_runs_and_writes_its_outputs(full_tiny_demo):
     from dce_monai.data.manifest import load_manifest
+    from dce_monai.metrics.results import read_predictions
     from dce_monai.metrics.stats import binary_metrics
-    from dce_monai.workflows.results import read_predictions
 
     out, summary, tiny = full_tiny_demo
     assert list(summary["steps"]) == list(demo.STEPS)
