@@ -13,6 +13,6 @@ mkdir -p "$OUT"
 [ -f "$OUT/shortcut_cohort/manifest.json" ] || \
   $DCE phantom --out "$OUT/shortcut_cohort" --patients 60 --seed 1 --shortcut-train 1.0 --shortcut-test 0.0
 $DCE compare-masking "$OUT/shortcut_cohort/manifest.json" --out "$OUT/compare_masking" --k 3 \
-  --epochs 30 --spatial-size 64 64 16 --batch-size 10 --vgg-channels 8 16 32 32 \
+  --max-epochs 30 --spatial-size 64 64 16 --batch-size 10 --vgg-channels 8 16 32 32 \
   --learning-rate 1e-3 --field-of-view volume
 $DCE report "$OUT" --out "$OUT/report"

@@ -20,7 +20,7 @@ the folds are drawn from the ``train`` cohort and every cell also predicts the t
 Reference: seed 2 (mask-guided 3D VGG), ``/work/shared/seeds/004_*``.
 
 Example:
-    dce-monai compare-masking cohort/manifest.json --out runs/cmp --k 5 --epochs 50
+    dce-monai compare-masking cohort/manifest.json --out runs/cmp --k 5 --max-epochs 50
 """
 
 from __future__ import annotations
@@ -370,7 +370,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (cells/, predictions.csv, comparison.csv/.md)")
     parser.add_argument("--k", type=int, default=5, help="patient-wise folds when --folds is not given")
     parser.add_argument("--folds", default=None, help="folds JSON (default: made with --k and --seed)")
-    parser.add_argument("--epochs", type=int, default=100, help="epochs per cell")
+    parser.add_argument("--max-epochs", type=int, default=100, help="epochs per cell (the bundle's max_epochs)")
     parser.add_argument("--spatial-size", type=int, nargs=3, default=[64, 64, 32], help="input volume size X Y Z")
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--learning-rate", type=float, default=2.5e-5, help="Adam learning rate (seed 2: 2.5e-5)")
@@ -386,9 +386,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cli_main(args: argparse.Namespace) -> int:
     """Run the comparison; print the Markdown table. Returns 0."""
-    if args.epochs < 1 or args.k < 2:
-        raise ValueError(f"--epochs must be >= 1 and --k >= 2, got {args.epochs} and {args.k}.")
-    overrides: dict[str, Any] = {"max_epochs": args.epochs, "spatial_size": list(args.spatial_size), "batch_size": args.batch_size,
+    if args.max_epochs < 1 or args.k < 2:
+        raise ValueError(f"--max-epochs must be >= 1 and --k >= 2, got {args.max_epochs} and {args.k}.")
+    overrides: dict[str, Any] = {"max_epochs": args.max_epochs, "spatial_size": list(args.spatial_size), "batch_size": args.batch_size,
                                  "field_of_view": args.field_of_view, "learning_rate": args.learning_rate}
     if args.vgg_channels:
         overrides["vgg_channels"] = list(args.vgg_channels)

@@ -20,7 +20,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _args(manifest: Path, out: Path, **kw: object) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     cm.add_cli_arguments(p)
-    argv = [str(manifest), "--out", str(out), "--k", "2", "--epochs", "1", "--spatial-size", "32", "32", "16",
+    argv = [str(manifest), "--out", str(out), "--k", "2", "--max-epochs", "1", "--spatial-size", "32", "32", "16",
             "--batch-size", "2", "--vgg-channels", "4", "8"]
     for key, val in kw.items():
         argv += [f"--{key}"] + (val if isinstance(val, list) else [str(val)])
@@ -52,8 +52,8 @@ def test_compare_masking_table_and_resume(cohort: Path, tmp_path: Path, capsys: 
 
 
 def test_errors(cohort: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="--epochs must be >= 1"):
-        cm.cli_main(_args(cohort, tmp_path, epochs=0))
+    with pytest.raises(ValueError, match="--max-epochs must be >= 1"):
+        cm.cli_main(_args(cohort, tmp_path, **{"max-epochs": 0}))
     with pytest.raises(ValueError, match="variants must be among"):
         cm.run_compare_masking(cohort, tmp_path, k=2, variants=["bogus"])
     with pytest.raises(ValueError, match="variant must be one of"):

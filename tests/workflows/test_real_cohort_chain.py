@@ -83,7 +83,7 @@ def test_mama_mia_chain_with_her2_target(mama_root, tmp_path, capsys):
     _bundle("breast_dce_maskguided_vgg3d", ["train.json", "inference.json"], "infer", **{**s2, "folds": None})
 
     runs = tmp_path / "runs"
-    assert main(["compare-masking", str(manifest), "--out", str(runs / "masking"), "--folds", str(folds), "--epochs", "1",
+    assert main(["compare-masking", str(manifest), "--out", str(runs / "masking"), "--folds", str(folds), "--max-epochs", "1",
                  "--spatial-size", "16", "16", "8", "--batch-size", "2", "--vgg-channels", "4", "8", "--variants", "mask_guided"]) == 0
     search = ["search-channels", str(manifest), "--out", str(runs / "search"), "--k", "2", "--max-epochs", "1", "--image-size", "32",
               "--patch-size", "16", "--batch-size", "8", "--no-progress", "--n-boot", "20", "--triplets", "T1pre,T1post3,sub;T1post1,T1post4,sub"]
