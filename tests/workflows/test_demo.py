@@ -105,7 +105,7 @@ def _tiny_settings() -> dict:
         if key in seed1:
             seed1[key] = 32
     s["compare_masking"].update(max_epochs=1, spatial_size=[16, 16, 8], batch_size=4, vgg_channels=[4, 8])
-    s["search_channels"].update(epochs=1, image_size=16, batch_size=16, n_boot=20,
+    s["search_channels"].update(max_epochs=1, image_size=16, batch_size=16, n_boot=20,
                                 triplets=[["T1pre", "T1post3", "sub"]])
     s["folds"].update(k=2)  # 6 patients, 2 folds: 6 masking-comparison trainings and 2 channel-search cells
     s["baseline_kinetics"].update(n_boot=20)
