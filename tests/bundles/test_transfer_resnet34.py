@@ -80,6 +80,8 @@ def test_default_training_never_touches_the_held_out_fold(bundle_cohort, tmp_pat
     assert not any(type(h).__name__ == "ValidationHandler" for h in handlers)
     train_ids = {d["patient_id"] for d in wf.parser.get_parsed_content("train#datalist")}
     assert train_ids and train_ids.isdisjoint(held) and wf.parser.get_parsed_content("validate#datalist") == []
+    # an evaluator that never runs is not checkpointed (its empty state could not be restored)
+    assert set(wf.parser.get_parsed_content("train#state")) == {"network", "optimizer", "lr_scheduler", "trainer", "random_states"}
     wf2 = _workflow(["train.json"], "train", **{**over, "val_fraction": 0.5})
     assert any(type(h).__name__ == "ValidationHandler" for h in wf2.parser.get_parsed_content("train#handlers"))
     val_ids = {d["patient_id"] for d in wf2.parser.get_parsed_content("validate#datalist")}
