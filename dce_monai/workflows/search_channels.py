@@ -578,11 +578,11 @@ def run_search(
         workers: CPU processes running cells in parallel (CPU only).
         shard: ``(i, n)`` or ``"i/n"``: run cells ``i, i+n, i+2n, ...`` of the cell list.
         device: ``"cpu"`` or ``"cuda"``.
-        amp: bfloat16 autocast + channels-last on CUDA (ignored on CPU).
+        amp: bfloat16 autocast on CUDA (the bundle's amp; ignored on CPU).
         pretrained_weights: local torchvision ResNet34 weights.
         group_size: triplets of one fold trained in lock-step on shared batches (default 4:
             ~10 % faster than 1 on an H100 and on CPU, identical results on CPU).
-        cache_dtype: ``"float16"`` or ``"float32"`` patch cache.
+        cache_dtype: ``"float32"`` (the values the bundle trains on; default) or ``"float16"`` patch cache.
         progress: progress bars.
         network_factory: replaces the bundle's network (see :func:`search_workflow`; its
             qualified name is part of the cells' fingerprint); CPU serial runs only.
