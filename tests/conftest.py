@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,14 @@ def broken_cohort(tmp_path_factory):
     f = out / patient["exam"]["sequences"]["T1post2"]
     f.write_bytes(f.read_bytes()[: 200])
     return manifest, patient["patient_id"]
+
+
+@pytest.fixture
+def reference_csv(tmp_path: Path) -> Path:
+    """A reference cohort CSV in the BreastDCEDL layout: 20 rows of 64x64x48, HER2 rate 5/20, one row of blank cells."""
+    header = "pid,n_xy,n_z,n_times,slice_thick,xy_spacing,tum_vol,HER2\n"
+    rows = [f"R{i},64,48,{3 + i % 2},4.0,0.7,{500 + 100 * i},{int(i % 4 == 0)}" for i in range(20)]
+    rows.append("R99,64,48,3,4.0,0.7,,")  # blank cells are skipped
+    path = tmp_path / "ref.csv"
+    path.write_text(header + "\n".join(rows) + "\n")
+    return path

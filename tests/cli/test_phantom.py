@@ -10,19 +10,9 @@ import pytest
 from dce_monai.cli.phantom import add_cli_arguments, cli_main
 from dce_monai.data.manifest import schema
 
-_CSV_HEADER = "pid,n_xy,n_z,n_times,slice_thick,xy_spacing,tum_vol,HER2\n"
 
-
-def _write_reference_csv(path, n=20):
-    """The reference CSV of tests/data/phantom/test_config.py: BreastDCEDL layout, 64x64x48, HER2 rate 5/20."""
-    rows = [f"R{i},64,48,{3 + i % 2},4.0,0.7,{500 + 100 * i},{int(i % 4 == 0)}" for i in range(n)]
-    rows.append("R99,64,48,3,4.0,0.7,,")  # blank cells are skipped
-    path.write_text(_CSV_HEADER + "\n".join(rows) + "\n")
-    return path
-
-
-def test_generate_cohort_with_reference_csv_and_cli(tmp_path, capsys):
-    ref = _write_reference_csv(tmp_path / "ref.csv")
+def test_generate_cohort_with_reference_csv_and_cli(tmp_path, capsys, reference_csv):
+    ref = reference_csv
     parser = argparse.ArgumentParser()
     add_cli_arguments(parser)
     args = parser.parse_args(

@@ -40,21 +40,14 @@ def test_config_reference_table_type_error():
 _CSV_HEADER = "pid,n_xy,n_z,n_times,slice_thick,xy_spacing,tum_vol,HER2\n"
 
 
-def _write_reference_csv(path, n=20):
-    rows = [f"R{i},64,48,{3 + i % 2},4.0,0.7,{500 + 100 * i},{int(i % 4 == 0)}" for i in range(n)]
-    rows.append("R99,64,48,3,4.0,0.7,,")  # blank cells are skipped
-    path.write_text(_CSV_HEADER + "\n".join(rows) + "\n")
-    return path
-
-
-def test_load_reference_csv(tmp_path):
-    table, her2 = load_reference_csv(_write_reference_csv(tmp_path / "ref.csv"))
+def test_load_reference_csv(reference_csv):
+    table, her2 = load_reference_csv(reference_csv)
     assert table["n_xy"] == (64.0,) * 7 and table["tum_vol"][0] == 500.0 and table["tum_vol"][-1] == 2400.0
     assert her2 == pytest.approx(5 / 20)
 
 
-def test_full_preset_samples_from_reference_csv(tmp_path):
-    table, her2 = load_reference_csv(_write_reference_csv(tmp_path / "ref.csv"))
+def test_full_preset_samples_from_reference_csv(reference_csv):
+    table, her2 = load_reference_csv(reference_csv)
     c = simulate_patient(2, PhantomConfig.full(reference_quantiles=table, her2_prevalence=her2))
     assert c.label_map.shape == (64, 64, 48) and c.spacing_mm[2] == 4.0
     assert len(c.times_s) - 1 == 2  # n_times 3-4 -> 2-3 post phases, clipped at >= 2
