@@ -211,6 +211,38 @@ def test_search_cell_equals_bundle_run(cohort, small_run, tmp_path):
     assert search == bundle  # exact on CPU
 
 
+@pytest.mark.parametrize("config, item", [("train.json", "preprocessing"), ("inference.json", "lesion_preprocessing")])
+def test_every_triplet_preprocesses_as_the_cache_does(cohort, config, item):
+    """The bundle's preprocessing runs for each of the 35 triplets (a triplet without ``sub`` or
+    T1post1 does not read T1post1, so nothing may subtract it) and gives exactly the seven-channel
+    cache's patches with the triplet's channels selected: the search trains what the bundle trains."""
+    from monai.bundle import ConfigParser
+
+    from dce_monai.data.manifest import load_manifest
+    from dce_monai.sequences import SEQUENCES
+    from dce_monai.sequences import triplets as all_triplets
+    from dce_monai.workflows.bundle_utils import BUNDLES_DIR
+
+    def preprocessing(channels):
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLES_DIR / "breast_dce_transfer_resnet34" / "configs" / config))
+        parser.update({"bundle_root": str(BUNDLES_DIR / "breast_dce_transfer_resnet34"), "manifest": str(cohort),
+                       "channels": list(channels), "patch_size": [16, 16]})
+        return parser.get_parsed_content(item)
+
+    records = load_manifest(cohort).to_datalist(level="lesion")[:4]
+    full = {r["lesion_id"]: preprocessing(SEQUENCES)(dict(r)) for r in records}
+    assert sum(len(v) for v in full.values()) > 0
+    index = {c: i for i, c in enumerate(SEQUENCES)}
+    for trip in all_triplets():
+        pre = preprocessing(trip)
+        for r in records:
+            got, want = pre(dict(r)), full[r["lesion_id"]]
+            assert len(got) == len(want), (trip, r["lesion_id"])
+            for g, w in zip(got, want):
+                assert torch.equal(torch.as_tensor(g["image"]), torch.as_tensor(w["image"])[[index[c] for c in trip]]), (trip, r["lesion_id"])
+
+
 def test_settings_defaults_are_the_bundle_defaults():
     from dce_monai.workflows.bundle_utils import BUNDLES_DIR
 
