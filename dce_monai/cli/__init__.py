@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare-masking": ("dce_monai.workflows.compare_masking", "seed 2's experiment: no_mask / mask_only / mask_guided x k patient-wise folds through the maskguided_vgg3d bundle, resumable, ACC/AUC + attention-in-mask table"),
     "baseline-kinetics": ("dce_monai.workflows.baseline_kinetics", "kinetic-feature baseline (logistic regression, gradient boosting) on the deep models' patient-wise folds"),
     "report": ("dce_monai.workflows.report", "Markdown + HTML report of every experiment found in a run folder"),
+    "validation": ("dce_monai.workflows.validation", "planted-truth experiments: does each method find the signal a phantom cohort hides? Writes docs/validation.md"),
     "demo": ("dce_monai.workflows.demo", "run the demo: phantom cohort, validation and the available experiments"),
 }
 
