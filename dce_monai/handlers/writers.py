@@ -16,13 +16,13 @@ from monai.utils import look_up_option
 from dce_monai.handlers.outputs import as_list as _as_list
 from dce_monai.handlers.outputs import positive_prob as _positive_prob
 from dce_monai.metrics.aggregation import aggregate_by_lesion
-from dce_monai.metrics.results import write_predictions
+from dce_monai.metrics.results import SPLITS, write_predictions
 from dce_monai.utils.distributed import is_rank0
 
 __all__ = ["SPLITS_WRITTEN", "LrToMetrics", "MetricsJsonWriter", "PredictionsWriter"]
 
 #: Values of the predictions table's ``split`` column (:data:`dce_monai.metrics.results.SPLITS`).
-SPLITS_WRITTEN = ("train", "val", "test", "inference")
+SPLITS_WRITTEN = SPLITS
 
 
 class PredictionsWriter:
@@ -41,10 +41,12 @@ class PredictionsWriter:
         model: model name column.
         fold: fold column: the fold whose training patients the model learnt from (``-1``: none,
             e.g. a model applied to a whole cohort).
-        split: split column: ``train`` (the model trained on these patients), ``val``/``test``
-            (held-out: it did not) or ``inference`` (it may have: never counted as held-out).
-            The bundles' ``inference.json`` writes ``inference`` with fold ``-1``; runs that predict
-            a held-out fold override ``predictions_split`` and ``predictions_fold``.
+        split: split column: ``train`` (the model trained on these patients), ``test`` (the held-out
+            fold of cross-validation), ``external`` (an independent cohort that no fold trains on)
+            or ``inference`` (the model may have trained on them: never counted as held-out). The
+            inner validation split ``val`` is never written (it is no result). The bundles'
+            ``inference.json`` writes ``inference`` with fold ``-1``; runs that predict a held-out
+            fold override ``predictions_split`` (``test``) and ``predictions_fold``.
         reduction: ``"max"`` or ``"mean"``.
 
     Example:
@@ -55,6 +57,9 @@ class PredictionsWriter:
                  fold: int | str = 0, split: str = "test", reduction: str = "max") -> None:
         self.filename = Path(filename)
         self.experiment, self.model, self.fold = str(experiment), str(model), fold
+        if split == "val":
+            raise ValueError(f"{self.filename}: split 'val' is the inner validation split of the training patients, which is never "
+                             f"a result; use one of {SPLITS_WRITTEN} (the held-out fold of cross-validation is 'test').")
         self.split = look_up_option(split, SPLITS_WRITTEN)
         self.reduction = look_up_option(reduction, ("max", "mean"))
         self.rows: list[dict[str, Any]] = []

@@ -10,10 +10,15 @@ between experiments, or a user's own analysis reads them all the same way:
 - ``model``: which model of it (a triplet ``T1pre+T1post3+sub``, a variant ``mask_guided``);
 - ``fold``: cross-validation fold index of the model (``-1`` for a single train/test split, or
   no fold: a model applied to a whole cohort);
-- ``split``: ``train`` (the model trained on the patient), ``val`` or ``test`` (it did not:
-  the patient is in the held-out fold, a validation share or an independent test cohort), or
-  ``inference`` (a model applied to patients that it may have trained on, e.g. bundle
-  inference over a whole manifest; never counted as held-out);
+- ``split``: ``train`` (the model trained on the patient), ``test`` (the patient is in the
+  model's held-out cross-validation fold: the reported per-fold result), ``external`` (the
+  patient belongs to an independent cohort that no fold trains on, scored by every fold's
+  model) or ``inference`` (a model applied to patients that it may have trained on, e.g. bundle
+  inference over a whole manifest; never counted as held-out). The inner validation split of
+  the training patients (``val``, data layer and bundle configs) is never a result and has no
+  rows here; a file with split ``val`` was written by an older version, which called the
+  held-out fold ``val`` and compare-masking's independent cohort ``test``, and reading it
+  raises :class:`OldSplitNameError`;
 - ``label``: 0/1 target of the lesion; ``prob``: positive-class probability after
   per-lesion aggregation (e.g. max over its patches).
 """
@@ -32,15 +37,31 @@ import numpy as np
 from dce_monai.metrics.collapse import score_collapse
 from dce_monai.metrics.stats import binary_metrics, bootstrap_ci
 
-__all__ = ["COLUMNS", "HELD_OUT_SPLITS", "SPLITS", "format_markdown_table", "read_predictions", "summarize", "write_predictions", "write_table"]
+__all__ = ["COLUMNS", "HELD_OUT_SPLITS", "OLD_SPLIT_NAMES", "SPLITS", "OldSplitNameError", "format_markdown_table", "read_predictions", "summarize", "write_predictions", "write_table"]
 
 COLUMNS = ("experiment", "model", "fold", "split", "patient_id", "lesion_id", "label", "prob")
-SPLITS = ("train", "val", "test", "inference")
-#: Splits whose predictions come from a model that did not train on the patient.
-HELD_OUT_SPLITS = ("val", "test")
+SPLITS = ("train", "test", "external", "inference")
+#: Splits reported as held-out: predicted by a model that did not train on the patient
+#: (``test``: the held-out fold of cross-validation; ``external``: an independent cohort).
+HELD_OUT_SPLITS = ("test", "external")
+#: Split values of older versions that mean something else now: ``val`` was their held-out fold.
+OLD_SPLIT_NAMES = {"val": "the held-out fold (now `test`; compare-masking's independent cohort, then `test`, is now `external`)"}
 
 
-def _check_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
+class OldSplitNameError(ValueError):
+    """A predictions row whose ``split`` is a name of an older version (:data:`OLD_SPLIT_NAMES`).
+
+    Raised instead of reading the row under the new meaning: an old ``val`` row is a held-out
+    row, which today's ``val`` (the inner validation split, never a result) is not.
+    """
+
+
+_OLD_SPLIT_REMEDY = ("Re-run the workflow that wrote it with this version (for search-channels, `--merge` rewrites "
+                     "predictions.csv from the finished cells), or rename the split column's values: `val` -> `test`, and "
+                     "first, in a compare-masking file, its independent cohort's `test` -> `external`.")
+
+
+def _check_row(row: Mapping[str, Any], where: str, reading: bool = False) -> dict[str, Any]:
     missing = [c for c in COLUMNS if c not in row]
     if missing:
         raise ValueError(f"{where}: missing column(s) {missing}; expected {list(COLUMNS)}.")
@@ -49,6 +70,14 @@ def _check_row(row: Mapping[str, Any], where: str) -> dict[str, Any]:
         out[c] = str(out[c])
         if not out[c]:
             raise ValueError(f"{where}: {c} is empty.")
+    if str(out["split"]) in OLD_SPLIT_NAMES and reading:
+        raise OldSplitNameError(
+            f"{where}: split {out['split']!r} is how an older dce_monai version named {OLD_SPLIT_NAMES[str(out['split'])]}; "
+            f"the splits are now {SPLITS}. {_OLD_SPLIT_REMEDY}"
+        )
+    if str(out["split"]) == "val":
+        raise ValueError(f"{where}: split 'val' is the inner validation split of the training patients, which is never a result; "
+                         f"predictions rows have split {SPLITS} (the held-out fold is 'test', an independent cohort 'external').")
     if str(out["split"]) not in SPLITS:
         raise ValueError(f"{where}: split must be one of {SPLITS}, got {out['split']!r}.")
     try:
@@ -95,6 +124,8 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: no such file.
+        OldSplitNameError: a row with split ``val``, the held-out fold's name in files of older
+            versions (named by file, line and value); a subclass of ValueError.
         ValueError: wrong header or a bad row (named by file and line).
     """
     path = Path(path)
@@ -105,7 +136,7 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: not a predictions table; missing column(s) {missing}.")
-        return [_check_row(r, f"{path} line {i + 2}") for i, r in enumerate(reader)]
+        return [_check_row(r, f"{path} line {i + 2}", reading=True) for i, r in enumerate(reader)]
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:

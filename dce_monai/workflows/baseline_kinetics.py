@@ -36,7 +36,7 @@ differ by class, and ``surface_to_volume`` alone can separate a cohort).
 
 Outputs under ``--out``: ``features.csv`` (the per-lesion cache, reused when the settings
 match ``features.json``), ``folds.json``, ``predictions.csv`` (experiment
-``baseline_kinetics``, models ``<classifier>_<group>``, e.g. ``logreg_kinetic``, split ``val``),
+``baseline_kinetics``, models ``<classifier>_<group>``, e.g. ``logreg_kinetic``, split ``test``: the held-out fold),
 ``baseline_kinetics_table.csv``/``.md`` (from :func:`dce_monai.metrics.results.summarize`,
 one row per classifier and feature group), ``baseline_kinetics_feature_auc.csv``/``.md``
 (:func:`feature_aucs`: the AUC of every single feature) and ``run.json`` (the arguments).
@@ -600,7 +600,7 @@ def fit_predict_folds(
             classifier name alone.
 
     Returns:
-        Prediction rows in the :mod:`dce_monai.metrics.results` format (split ``val``).
+        Prediction rows in the :mod:`dce_monai.metrics.results` format (split ``test``: each lesion predicted by the model of the fold that holds it out).
 
     Raises:
         ValueError: lengths differ, a patient in no fold, a missing/non-finite feature, or a
@@ -641,7 +641,7 @@ def _cross_validate(rows: Sequence[Mapping[str, Any]], x: np.ndarray, y: np.ndar
             model.fit(x[train], y[train])
             p = model.predict_proba(x[test])[:, 1]
             for j, prob in zip(np.flatnonzero(test).tolist(), p):
-                out.append({"experiment": EXPERIMENT, "model": name + suffix, "fold": f, "split": "val", "patient_id": str(rows[j]["patient_id"]),
+                out.append({"experiment": EXPERIMENT, "model": name + suffix, "fold": f, "split": "test", "patient_id": str(rows[j]["patient_id"]),
                             "lesion_id": str(rows[j]["lesion_id"]), "label": int(y[j]), "prob": float(np.clip(prob, 0.0, 1.0))})
     return out
 

@@ -3,19 +3,22 @@
 Every (variant, fold) cell trains the ``breast_dce_maskguided_vgg3d`` bundle through
 ``monai.bundle.ConfigWorkflow`` with overrides (``--variant``, ``--fold``, epochs, size), then runs
 the bundle's inference config on the training and the held-out fold to write per-lesion
-predictions (``dce_monai.metrics.results`` format, split ``train``/``val``), and measures the
+predictions (``dce_monai.metrics.results`` format, split ``train``/``test``), and measures the
 fraction of CAM mass inside the tumour mask on the held-out fold. Finished cells
 (``cells/<variant>_fold<k>/cell.json``, written atomically) are skipped on a re-run when their
 fingerprint (:func:`cell_settings`: variant, fold, epochs, sizes, learning rate, widths, field of
 view, seed, the folds, the manifest's content hash and the bundle configs' hashes) equals this
 run's; a cell computed with any other setting makes the run stop before any training, naming
-the cell and the settings that differ (use another ``--out``, or delete ``cells/``). A cell
-file that cannot be read is named in a log line and recomputed. The summary table mirrors the
-seed paper's Tables 2/3: ACC and AUC on train and validation, mean +- SD over folds, and the
-attention-inside-mask fraction, as CSV and Markdown. When the manifest has patients with
-``cohort: test`` (e.g. a phantom cohort generated with a shortcut present only in training),
-the folds are drawn from the ``train`` cohort and every cell also predicts the test cohort
-(split ``test``, columns ``test_acc``/``test_auc``): whether mask guidance generalises better.
+the cell and the settings that differ (use another ``--out``, or delete ``cells/``); a cell of an
+older cell format (:data:`CELL_FORMAT`: older versions named the held-out fold ``val`` and the
+independent cohort ``test``) is refused likewise. A cell file that cannot be read is named in a
+log line and recomputed. The summary table mirrors the seed paper's Tables 2/3: ACC and AUC on
+the training patients (``train_*``) and on the held-out fold (``test_*``), mean +- SD over
+folds, and the attention-inside-mask fraction, as CSV and Markdown. When the manifest has
+patients with ``cohort: test`` (e.g. a phantom cohort generated with a shortcut present only in
+training), the folds are drawn from the ``train`` cohort and every cell also predicts that
+independent cohort (split ``external``, columns ``external_acc``/``external_auc``): whether
+mask guidance generalises better.
 
 Reference: seed 2 (mask-guided 3D VGG), ``/work/shared/seeds/004_*``.
 
@@ -35,10 +38,17 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["BUNDLE", "VARIANTS", "add_cli_arguments", "cell_settings", "cli_main", "run_cell", "run_compare_masking", "summarize_cells"]
+__all__ = ["BUNDLE", "CELL_FORMAT", "VARIANTS", "add_cli_arguments", "cell_settings", "cli_main", "run_cell", "run_compare_masking", "summarize_cells"]
 
 VARIANTS = ("no_mask", "mask_only", "mask_guided")
 BUNDLE = "breast_dce_maskguided_vgg3d"  # under dce_monai.workflows.bundle_utils.BUNDLES_DIR (the bundle folder)
+#: Version of a cell's files (``cell.json`` keys, ``predictions_<split>.csv`` names and split values), part of
+#: its settings. 2: ``train``/``test`` (held-out fold)/``external`` (independent cohort); 1 (no ``cell_format``
+#: key): the held-out fold was ``val`` and the independent cohort ``test``.
+CELL_FORMAT = 2
+#: Prediction splits of a cell and the bundle ``split`` each is inferred on (``external``: the
+#: independent cohort's records, passed as the datalist).
+CELL_SPLITS = (("train", "train"), ("test", "test"), ("external", "all"))
 
 
 def _workflow(configs: list[str], root: Path, workflow_type: str, overrides: dict[str, Any]) -> Any:
@@ -81,7 +91,7 @@ _REMEDY = "Use another --out folder, or delete its cells/ folder to recompute ev
 
 
 def cell_settings(
-    manifest: str | Path, folds: str | Path, variant: str, fold: int, overrides: dict[str, Any] | None, has_test: bool,
+    manifest: str | Path, folds: str | Path, variant: str, fold: int, overrides: dict[str, Any] | None, has_external: bool,
 ) -> dict[str, Any]:
     """Every setting that changes a cell's result: what its fingerprint is computed from.
 
@@ -97,7 +107,8 @@ def cell_settings(
         fold: held-out fold index.
         overrides: the bundle overrides of the run (epochs, sizes, learning rate, widths,
             field of view, seed ...).
-        has_test: whether the cohort has an independent test cohort.
+        has_external: whether the cohort has an independent cohort (manifest ``cohort: test``),
+            scored as split ``external``.
 
     Returns:
         A JSON-serialisable dict (stored in ``cell.json`` as ``settings``).
@@ -108,15 +119,15 @@ def cell_settings(
 
     cfg = BUNDLES_DIR / BUNDLE / "configs"
     return {
-        "variant": variant, "fold": int(fold), **json.loads(json.dumps(overrides or {}, default=str)),
-        "manifest_sha256": fingerprint(json.loads(Path(manifest).read_text())), "folds": read_folds(folds), "test_cohort": bool(has_test),
+        "cell_format": CELL_FORMAT, "variant": variant, "fold": int(fold), **json.loads(json.dumps(overrides or {}, default=str)),
+        "manifest_sha256": fingerprint(json.loads(Path(manifest).read_text())), "folds": read_folds(folds), "external_cohort": bool(has_external),
         "bundle_configs_sha256": {n: file_sha256(cfg / n) for n in ("train.json", "inference.json")},
     }
 
 
 def run_cell(
     manifest: str | Path, folds: str | Path, variant: str, fold: int, out: str | Path,
-    overrides: dict[str, Any] | None = None, test_records: list[dict[str, Any]] | None = None,
+    overrides: dict[str, Any] | None = None, external_records: list[dict[str, Any]] | None = None,
     settings: dict[str, Any] | None = None, cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train one (variant, fold) cell and write its predictions and ``cell.json``.
@@ -128,8 +139,8 @@ def run_cell(
         fold: held-out fold index.
         out: cell folder (bundle_root of the run).
         overrides: extra bundle overrides (``max_epochs``, ``spatial_size``, ``batch_size``, ...).
-        test_records: lesion records of an independent test cohort (manifest ``cohort: test``),
-            predicted with split ``test`` when given.
+        external_records: lesion records of an independent cohort (manifest ``cohort: test``),
+            predicted with split ``external`` when given.
         settings: the cell's :func:`cell_settings` (default: computed here); ``cell.json``
             records them with their fingerprint.
         cache_dir: the bundle's ``cache_dir``: folder of the preprocessed lesions shared by every
@@ -137,7 +148,8 @@ def run_cell(
             Not part of the settings (it changes where results are kept, not what they are).
 
     Returns:
-        The cell record (variant, fold, train/val metrics, attention fraction, seconds).
+        The cell record (variant, fold, ``train_*``/``test_*`` (and ``external_*``) metrics, attention
+        fraction on the held-out fold, seconds).
 
     Raises:
         ValueError: unknown variant.
@@ -153,7 +165,7 @@ def run_cell(
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     if settings is None:
-        settings = cell_settings(manifest, folds, variant, fold, {**(overrides or {})}, bool(test_records))
+        settings = cell_settings(manifest, folds, variant, fold, {**(overrides or {})}, bool(external_records))
     fp = fingerprint(settings)
     # recorded before training: the bundle resumes from checkpoints in this folder, which must
     # belong to these settings (run_compare_masking refuses a folder started with other ones)
@@ -163,9 +175,9 @@ def run_cell(
     base = {"manifest": str(manifest), "folds": str(folds), "fold": int(fold), "variant": variant, "validate_data": False,
             "cache_dir": None if cache_dir is None else str(cache_dir), **(overrides or {})}
     split_lists: dict[str, Any] = {}
-    if test_records:
+    if external_records:
         # the bundle's fold_datalist puts every patient outside the held-out fold into train;
-        # with an independent test cohort the train/val lists come from the train cohort only
+        # with an independent cohort the train/test lists come from the train cohort only
         from dce_monai.data.folds import fold_split, read_folds
         from dce_monai.data.manifest import load_manifest
 
@@ -177,18 +189,18 @@ def run_cell(
     wf.run()
     wf.finalize()
     record: dict[str, Any] = {"variant": variant, "fold": int(fold)}
-    splits = [("train", "train"), ("val", "test")] + ([("test", "all")] if test_records else [])
+    splits = [s for s in CELL_SPLITS if s[0] != "external" or external_records]
     for split, bundle_split in splits:
         pred = root / f"predictions_{split}.csv"
         # inference.json stands alone (its own `datalist`); `validate#datalist` (split `val_split`)
         # feeds train.json's validation dataset, which _attention_fraction reads: the same records
-        records = (test_records if split == "test" else split_lists.get(bundle_split)) if test_records else None
-        extra = {"datalist": records, "validate#datalist": records} if test_records else {}
+        records = (external_records if split == "external" else split_lists.get(bundle_split)) if external_records else None
+        extra = {"datalist": records, "validate#datalist": records} if external_records else {}
         inf = _workflow(["train.json", "inference.json"], root, "infer",
                         {**base, "split": bundle_split, "val_split": bundle_split, "predictions_split": split, "predictions_fold": int(fold),
                          "predictions_file": str(pred), "experiment": "compare_masking", **extra})
         inf.run()
-        if split == "val":
+        if split == "test":
             record["attention_in_mask"] = _attention_fraction(inf, root / "cam", title=variant)
         inf.finalize()
         rows = read_predictions(pred)
@@ -197,7 +209,7 @@ def run_cell(
         c = score_collapse([float(r["prob"]) for r in rows])
         record[f"{split}_collapse"], record[f"{split}_span"] = c["reason"], c["span"]
     record["seconds"] = round(time.time() - t0, 2)
-    record.update({"fingerprint": fp, "settings": settings, "complete": True})
+    record.update({"cell_format": CELL_FORMAT, "fingerprint": fp, "settings": settings, "complete": True})
     write_json_atomic(root / "cell.json", record)
     return record
 
@@ -207,11 +219,20 @@ def _finished_cell(cell_dir: Path, settings: dict[str, Any]) -> dict[str, Any] |
 
     Raises:
         ValueError: the cell (finished, or started and holding checkpoints) has other settings,
-            or a cell folder without a settings record (written before cells had fingerprints).
+            a cell of an older :data:`CELL_FORMAT` (other split names), or a cell folder without a
+            settings record (written before cells had fingerprints).
     """
     from dce_monai.workflows.cells import fingerprint, read_cell, read_json, settings_diff
 
     fp = fingerprint(settings)
+    for name in ("cell.json", "started.json"):
+        old = read_json(cell_dir / name)
+        old_settings = old.get("settings") if isinstance(old, dict) else None
+        if isinstance(old_settings, dict) and old_settings.get("cell_format", 1) != CELL_FORMAT:
+            raise ValueError(
+                f"{cell_dir / name} was written by an older dce_monai version (cell format {old_settings.get('cell_format', 1)}, "
+                f"this version {CELL_FORMAT}): it names the held-out fold `val` and the independent cohort `test`, which are "
+                f"now `test` and `external`, so its results and predictions files are not reused. {_REMEDY}")
     rec = read_cell(cell_dir / "cell.json", fp, settings, remedy=_REMEDY)
     if rec is None:
         started = read_json(cell_dir / "started.json")
@@ -234,14 +255,17 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
 
 
 def summarize_cells(cells: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One row per variant: mean and SD over folds of train/val ACC and AUC and attention fraction.
+    """One row per variant: mean and SD over folds of ACC and AUC and of the attention fraction.
 
-    ``val_collapsed_folds`` (and ``test_collapsed_folds``) count the folds whose scores collapse
+    ``train_*``: the fold's training patients; ``test_*``: its held-out fold; ``external_*``: the
+    independent cohort, when the cohort has one. ``test_collapsed_folds`` (and
+    ``external_collapsed_folds``) count the folds whose scores collapse
     (:func:`dce_monai.metrics.collapse.score_collapse`: near-constant or one predicted class);
-    their AUC is no finding. With ``predictions`` (the merged per-lesion rows), ``val_auc_pooled``
-    (and ``test_auc_pooled``) is the AUC of all folds' held-out lesions pooled, the figure
-    ``dce-monai report`` shows.
+    their AUC is no finding. With ``predictions`` (the merged per-lesion rows), ``test_auc_pooled``
+    (and ``external_auc_pooled``) is the AUC of all folds' held-out lesions pooled (of all folds'
+    predictions of the independent cohort), the figure ``dce-monai report`` shows.
     """
+    from dce_monai.metrics.results import HELD_OUT_SPLITS
     from dce_monai.metrics.stats import binary_metrics
 
     rows = []
@@ -250,16 +274,16 @@ def summarize_cells(cells: Sequence[dict[str, Any]], predictions: Sequence[dict[
         if not sel:
             continue
         row: dict[str, Any] = {"variant": variant, "folds": len(sel)}
-        keys = ["train_acc", "train_auc", "val_acc", "val_auc", "attention_in_mask"]
-        keys += ["test_acc", "test_auc"] if all("test_auc" in c for c in sel) else []
+        keys = ["train_acc", "train_auc", "test_acc", "test_auc", "attention_in_mask"]
+        keys += ["external_acc", "external_auc"] if all("external_auc" in c for c in sel) else []
         for key in keys:
             m, s = _mean_sd([float(c[key]) for c in sel])
             row[f"{key}_mean"], row[f"{key}_sd"] = m, s
-        for split in ("val", "test") if predictions is not None else ():
+        for split in HELD_OUT_SPLITS if predictions is not None else ():
             pv = [r for r in predictions if r["model"] == variant and r["split"] == split]  # type: ignore[union-attr]
-            if pv or split == "val":
+            if pv or split == "test":
                 row[f"{split}_auc_pooled"] = binary_metrics([int(r["label"]) for r in pv], [float(r["prob"]) for r in pv])["auc"] if pv else float("nan")
-        for split in ("val", "test"):
+        for split in HELD_OUT_SPLITS:
             if any(f"{split}_auc" in c for c in sel):
                 row[f"{split}_collapsed_folds"] = sum(bool(c.get(f"{split}_collapse")) for c in sel)
         rows.append(row)
@@ -270,10 +294,12 @@ def _table_text(summary: Sequence[dict[str, Any]], cells: Sequence[dict[str, Any
     """comparison.md: what each column is, the table, and every collapsed cell by name."""
     k = max((int(r["folds"]) for r in summary), default=0)
     lines = [f"Masking comparison, {k} patient-wise folds. `*_mean`/`*_sd`: mean and SD over the folds of each fold's "
-             "AUC/accuracy (seed 2's Tables 2/3); `val_auc_pooled`/`test_auc_pooled`: one AUC over all folds' held-out lesions pooled "
-             "(the report's pooled AUC). `*_collapsed_folds`: folds whose scores collapse (near-constant, or one "
-             "predicted class at 0.5); their AUC is not a finding.", "", table.rstrip()]
-    bad = [(c, split) for c in cells for split in ("val", "test") if c.get(f"{split}_collapse")]
+             "AUC/accuracy (seed 2's Tables 2/3); `train_*`: the fold's training patients, `test_*`: its held-out fold, "
+             "`external_*`: the independent cohort (when there is one). `test_auc_pooled`/`external_auc_pooled`: one AUC over "
+             "all folds' held-out lesions (all folds' predictions of the independent cohort) pooled (the report's pooled AUC). "
+             "`*_collapsed_folds`: folds whose scores collapse (near-constant, or one predicted class at 0.5); their AUC is "
+             "not a finding.", "", table.rstrip()]
+    bad = [(c, split) for c in cells for split in ("test", "external") if c.get(f"{split}_collapse")]
     if bad:
         lines += ["", "Collapsed cells (AUC from these scores is not a finding):", ""]
         lines += [f"- {c['variant']} fold {c['fold']} ({split}): {c[f'{split}_collapse']}, AUC {float(c[f'{split}_auc']):.3f}" for c, split in bad]
@@ -318,11 +344,12 @@ def run_compare_masking(
     man = require_valid(full, skip_invalid=skip_invalid)  # every problem listed before any training
     if len(man.patients) < len(full.patients):  # the bundle reads a manifest file: write the valid part
         manifest = save_manifest(rebase(man.to_dict(), full.root), out / "manifest_valid.json")
-    has_test = any(p.get("cohort") == "test" for p in man.patients)
-    test_records = man.to_datalist(level="lesion", cohort="test") if has_test else None
+    # the manifest's cohort "test" (e.g. the shortcut phantom's) is scored as split "external"
+    has_external = any(p.get("cohort") == "test" for p in man.patients)
+    external_records = man.to_datalist(level="lesion", cohort="test") if has_external else None
     if folds is None:
         folds = out / "folds.json"
-        datalist = man.to_datalist(level="lesion", cohort="train") if has_test else man.to_datalist(level="lesion")
+        datalist = man.to_datalist(level="lesion", cohort="train") if has_external else man.to_datalist(level="lesion")
         expected = patient_folds(datalist, k=k, seed=seed)
         if not folds.exists():
             write_folds(expected, folds, seed=seed, k_requested=k)
@@ -338,7 +365,7 @@ def run_compare_masking(
     for variant in variants:
         for fold in range(n_folds):
             cell_dir = out / "cells" / f"{variant}_fold{fold}"
-            st = cell_settings(manifest, folds, variant, fold, cell_overrides, has_test)
+            st = cell_settings(manifest, folds, variant, fold, cell_overrides, has_external)
             plan.append((variant, fold, cell_dir, st, _finished_cell(cell_dir, st)))
     for variant, fold, cell_dir, st, rec in plan:
         i += 1
@@ -348,13 +375,13 @@ def run_compare_masking(
         else:
             if progress:
                 print(f"[{i}/{total}] {variant} fold {fold}: training", flush=True)
-            rec = run_cell(manifest, folds, variant, fold, cell_dir, cell_overrides, test_records, settings=st, cache_dir=cache_dir)
+            rec = run_cell(manifest, folds, variant, fold, cell_dir, cell_overrides, external_records, settings=st, cache_dir=cache_dir)
             if progress:
-                print(f"[{i}/{total}] {variant} fold {fold}: val AUC {rec['val_auc']:.3f}"
-                      + (f" (collapsed: {rec['val_collapse']})" if rec.get("val_collapse") else "")
+                print(f"[{i}/{total}] {variant} fold {fold}: test AUC {rec['test_auc']:.3f}"
+                      + (f" (collapsed: {rec['test_collapse']})" if rec.get("test_collapse") else "")
                       + f", attention {rec['attention_in_mask']:.3f}, {rec['seconds']:.1f} s", flush=True)
         cells.append(rec)
-        for split in ("train", "val", "test"):
+        for split, _ in CELL_SPLITS:
             if (cell_dir / f"predictions_{split}.csv").exists():
                 all_rows += read_predictions(cell_dir / f"predictions_{split}.csv")
     write_predictions(out / "predictions.csv", all_rows)

@@ -81,7 +81,7 @@ def _transfer_bundle(out: Path, manifest: Path, folds: Path, seed: int) -> dict[
     wf.run()
     wf.finalize()
     inf = bundle_workflow("breast_dce_transfer_resnet34", ["inference.json"], "infer",
-                           **{**common, "output_dir": str(root / "inference"), "split": "test", "predictions_split": "val",
+                           **{**common, "output_dir": str(root / "inference"), "split": "test", "predictions_split": "test",
                               "predictions_fold": common["fold"]})
     inf.run()
     inf.finalize()
@@ -195,6 +195,7 @@ def _run_demo(out: str | Path, patients: int, seed: int, workers: int, steps: tu
     from dce_monai.data.folds import patient_folds, write_folds
     from dce_monai.data.phantom import generate_cohort
     from dce_monai.data.validate import require_valid
+    from dce_monai.metrics.results import HELD_OUT_SPLITS
 
     bad = [s for s in steps if s not in STEPS]
     if bad:
@@ -231,9 +232,14 @@ def _run_demo(out: str | Path, patients: int, seed: int, workers: int, steps: tu
     done: dict[str, Any] = {}
     for i, name in enumerate(wanted, 1):
         mark = marks / f"{name}.json"
-        settings = {"settings": DEMO_SETTINGS[name], "patients": patients, "seed": seed, "threads": threads, "cpu_isa": cpu_isa}
+        settings = {"settings": DEMO_SETTINGS[name], "patients": patients, "seed": seed, "threads": threads, "cpu_isa": cpu_isa,
+                    "held_out_splits": list(HELD_OUT_SPLITS)}
         if mark.is_file():
             prev = json.loads(mark.read_text())
+            if prev.get("held_out_splits") != settings["held_out_splits"]:
+                raise ValueError(f"{mark} was written by an older dce_monai version, which named the held-out fold `val` "
+                                 f"(now `test`; held-out splits {list(HELD_OUT_SPLITS)}): its outputs are not reused; "
+                                 f"use another --out folder.")
             if {key: prev.get(key) for key in settings} == json.loads(json.dumps(settings)):
                 _say(f"[{i}/{len(wanted)}] {name}: done before ({prev['seconds']} s), skipped")
                 done[name] = prev

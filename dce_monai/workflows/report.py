@@ -15,10 +15,14 @@ The report collects, from anywhere under ``RUN_DIR``:
 - each workflow's ``run.json`` (its arguments and settings).
 
 Held-out figures (the overview, the ROC curves, the comparison against the kinetic baseline)
-use only predictions of a model that did not train on the patient: split ``val`` or ``test``
-(:data:`~dce_monai.metrics.results.HELD_OUT_SPLITS`). Rows of split ``train`` or
-``inference`` (a model applied to a whole cohort, e.g. bundle inference) are shown in a
-separate "not held-out" table. When a ``folds.json`` lies next to a predictions file or in a
+use only predictions of a model that did not train on the patient
+(:data:`~dce_monai.metrics.results.HELD_OUT_SPLITS`): split ``test`` (the held-out fold of
+cross-validation) or ``external`` (an independent cohort that no fold trains on), each shown
+on its own. Rows of split ``train`` or ``inference`` (a model applied to a whole cohort, e.g.
+bundle inference) are shown in a separate "not held-out" table. A predictions file of an older
+version, whose held-out rows say ``val``, stops the report with an error naming the file and
+the value (:class:`~dce_monai.metrics.results.OldSplitNameError`) rather than being read
+under today's names. When a ``folds.json`` lies next to a predictions file or in a
 folder above it (within the run folder), each held-out row of fold f is checked against it:
 a patient of fold f's training folds is not held-out, whatever the row says; such rows are
 left out of the held-out figures and named under "Problems". Each group's scores are checked
@@ -46,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dce_monai.metrics.results import COLUMNS, HELD_OUT_SPLITS, read_predictions, summarize
+from dce_monai.metrics.results import COLUMNS, HELD_OUT_SPLITS, OldSplitNameError, read_predictions, summarize
 
 __all__ = [
     "KNOWN_EXPERIMENTS",
@@ -104,13 +108,19 @@ def _unique_rows(files: Sequence[Path], src: Any, problems: list[str]) -> tuple[
 
     Workflows write per-cell files and a merged file with the same rows; both are found.
     A key seen twice with a different probability or label is a conflict, listed in
-    ``problems`` (the first file's row is kept).
+    ``problems`` (the first file's row is kept). A file that cannot be read is skipped and
+    listed in ``problems``.
+
+    Raises:
+        OldSplitNameError: a file of an older version (held-out rows with split ``val``).
     """
     seen: dict[tuple[str, ...], dict[str, Any]] = {}
     dropped = 0
     for p in files:
         try:
             file_rows = read_predictions(p)
+        except OldSplitNameError:
+            raise
         except ValueError as e:
             problems.append(f"`{src(p)}` skipped: {e}")
             continue
@@ -140,9 +150,9 @@ def _nearest_folds(path: Path, root: Path) -> Path | None:
 def _drop_trained_on(rows: Sequence[dict[str, Any]], root: Path, src: Any, problems: list[str]) -> list[dict[str, Any]]:
     """Held-out rows minus those whose patient is in the training folds of the row's fold (per the nearest folds.json).
 
-    A row of split ``val``/``test`` and fold ``f >= 0`` claims that the model of fold ``f`` did
+    A row of split ``test``/``external`` and fold ``f >= 0`` claims that the model of fold ``f`` did
     not train on its patient; with the folds file that claim is checked (patients in no fold, e.g.
-    an independent test cohort, pass). Dropped rows are counted in ``problems`` per file and fold.
+    an independent cohort, pass). Dropped rows are counted in ``problems`` per file and fold.
     """
     from dce_monai.data.folds import read_folds
 
@@ -167,7 +177,7 @@ def _drop_trained_on(rows: Sequence[dict[str, Any]], root: Path, src: Any, probl
             problems.append(f"`{src(r['_file'])}`: fold {fold} is not in `{src(ff)}` ({len(folds)} folds); its held-out rows are not checked")
         kept.append(r)
     for (p, ff, fold), pids in bad.items():
-        problems.append(f"`{src(p)}`: {len(pids)} row(s) of split val/test, fold {fold}, are patients of that fold's training folds "
+        problems.append(f"`{src(p)}`: {len(pids)} held-out row(s) (split test/external), fold {fold}, are patients of that fold's training folds "
                         f"per `{src(ff)}` (e.g. {sorted(set(pids))[:3]}): not counted as held-out")
     return kept
 
@@ -437,6 +447,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
     Raises:
         FileNotFoundError: ``run_dir`` missing.
         ValueError: nothing to report under ``run_dir`` (no predictions, table, features or CAM).
+        OldSplitNameError: a predictions file of an older version (split ``val`` for the held-out
+            fold), named with its line and value.
 
     Example:
         >>> write_report("runs/demo")["html"]  # doctest: +SKIP
@@ -483,8 +495,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
               f"{', '.join(f'`{e}`' for e in experiments) or 'none'}."
               + (f" {dropped} row(s) present in more than one file (per-cell files and their merge) are counted once." if dropped else ""))
     md.append("")
-    md += ["Held-out means predicted by a model that did not train on the patient (split `val` or `test`, checked against the "
-           "folds file where one is found): " + f"{len(held)} held-out row(s)"
+    md += ["Held-out means predicted by a model that did not train on the patient (split `test`: the held-out fold of "
+           "cross-validation, or `external`: an independent cohort; checked against the folds file where one is found): " + f"{len(held)} held-out row(s)"
            + (f", {n_claimed - len(held)} row(s) labelled held-out but from a model that trained on the patient left out" if n_claimed > len(held) else "")
            + f", {len(not_held)} row(s) of split `train`/`inference` shown apart. **Pooled AUC**: one AUC over the held-out "
            "lesions of all folds together; **per-fold AUC**: mean ± SD of each fold's AUC.", ""]
@@ -510,7 +522,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
             md += [intro, "", _summary_table(summary), ""]
         else:
             md += ["No held-out predictions.", ""]
-        for split in [s for s in ("test", "val") if any(r["split"] == s for r in summary)]:
+        for split in [s for s in HELD_OUT_SPLITS if any(r["split"] == s for r in summary)]:
             models = [r for r in summary if r["split"] == split and not math.isnan(float(r["auc"]))][:_MAX_ROC_MODELS]
             if not models:
                 continue
@@ -571,7 +583,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, n_boot:
     if found.rankings or "channel_search" in by_exp:
         md += ["## Channel ranking", ""]
         ranking = _read_ranking(found.rankings[0]) if found.rankings else sorted(
-            summarize([r for r in by_exp["channel_search"] if r["split"] != "train"], by=("model",), n_boot=n_boot, seed=seed), key=_sort_key)
+            summarize([r for r in by_exp["channel_search"] if r["split"] == "test"], by=("model",), n_boot=n_boot, seed=seed), key=_sort_key)
         try:
             png = plot_channel_ranking(ranking, fig_dir / "channel_ranking.png", reference=baseline_auc,
                                        title="Channel triplets: per-lesion AUC (best on top)" + (", dashed: kinetic baseline" if baseline_auc is not None else ""))

@@ -750,7 +750,7 @@ def merge(out_dir: str | Path, n_boot: int = 1000, seed: int = 0, tensorboard: b
             for r in c["lesions"]:
                 les.append(r)
                 tuned_pred.append(int(r["prob"] >= c["train_threshold"]))
-                rows.append({"experiment": EXPERIMENT, "model": triplet_name(t), "fold": f, "split": "val", "patient_id": r["patient_id"],
+                rows.append({"experiment": EXPERIMENT, "model": triplet_name(t), "fold": f, "split": "test", "patient_id": r["patient_id"],
                              "lesion_id": r["lesion_id"], "label": r["label"], "prob": r["prob"]})
             if not math.isnan(c["metrics"]["auc"]):
                 fold_auc.append(c["metrics"]["auc"])

@@ -264,13 +264,13 @@ def test_predictions_and_metrics_writers(tmp_path):
         return batch
 
     eng = Engine(step)
-    pw = hw.PredictionsWriter(tmp_path / "p.csv", fold=1, split="val")
+    pw = hw.PredictionsWriter(tmp_path / "p.csv", fold=1, split="test")
     pw.attach(eng)
     hw.MetricsJsonWriter(tmp_path / "m.json", extra={"fold": 1}).attach(eng)
     eng.run(batches)
     rows = {r["lesion_id"]: r for r in read_predictions(tmp_path / "p.csv")}
     assert float(rows["A"]["prob"]) == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item(), abs=1e-6)
-    assert rows["B"]["patient_id"] == "Q" and int(rows["B"]["label"]) == 0 and str(rows["B"]["split"]) == "val"
+    assert rows["B"]["patient_id"] == "Q" and int(rows["B"]["label"]) == 0 and str(rows["B"]["split"]) == "test"
     assert json.loads((tmp_path / "m.json").read_text()) == {"fold": 1, "metrics": {"m": 0.5}}
     with pytest.raises(ValueError, match="Unsupported option 'x'|x"):
         hw.PredictionsWriter(tmp_path / "p.csv", split="x")

@@ -27,14 +27,14 @@ def test_predictions_writer_max_per_lesion(tmp_path: Path) -> None:
         [{"lesion_id": "B", "label": 0, "patient_id": "P2"}, {"lesion_id": "B", "label": torch.tensor(0), "patient_id": "P2"}],
     ]
     outputs = [{"pred": logits[:2]}, [{"pred": logits[2]}, {"pred": logits[3]}]]  # collated, then decollated
-    w = hw.PredictionsWriter(tmp_path / "sub" / "predictions.csv", experiment="e", model="m", fold=1, split="val")
+    w = hw.PredictionsWriter(tmp_path / "sub" / "predictions.csv", experiment="e", model="m", fold=1, split="test")
     eng = _engine(batches, outputs)
     w.attach(eng)
     eng.run(batches, max_epochs=1)
     p = torch.softmax(logits, -1)[:, 1]
     rows = read_predictions(tmp_path / "sub" / "predictions.csv")
     assert [(r["experiment"], r["model"], r["fold"], r["split"], r["patient_id"], r["lesion_id"], r["label"]) for r in rows] == [
-        ("e", "m", 1, "val", "P1", "A", 1), ("e", "m", 1, "val", "P2", "B", 0)]
+        ("e", "m", 1, "test", "P1", "A", 1), ("e", "m", 1, "test", "P2", "B", 0)]
     assert [float(r["prob"]) for r in rows] == pytest.approx([float(p[0]), float(p[3])])  # max over each lesion's patches
     mean = hw.PredictionsWriter(tmp_path / "mean.csv", reduction="mean")
     eng = _engine(batches, outputs)
@@ -55,6 +55,8 @@ def test_predictions_writer_errors(tmp_path: Path) -> None:
         w.collect(eng)
     with pytest.raises(ValueError, match="Unsupported option 'holdout'"):
         hw.PredictionsWriter(tmp_path / "p.csv", split="holdout")
+    with pytest.raises(ValueError, match=r"p\.csv: split 'val' is the inner validation split of the training patients, which is never a result"):
+        hw.PredictionsWriter(tmp_path / "p.csv", split="val")
     with pytest.raises(ValueError, match=r"'median' is not a valid value.\nAvailable options are \{'(max|mean)', '(max|mean)'\}"):
         hw.PredictionsWriter(tmp_path / "p.csv", reduction="median")
 

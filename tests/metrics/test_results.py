@@ -27,7 +27,7 @@ def _rows(n_folds: int = 3, per_fold: int = 10, model: str = "m", seed: int = 0)
                     "experiment": "exp",
                     "model": model,
                     "fold": f,
-                    "split": "val",
+                    "split": "test",
                     "patient_id": f"p{f}_{i // 2}",
                     "lesion_id": f"p{f}_{i}",
                     "label": y,
@@ -71,12 +71,36 @@ def test_summarize_flags_collapsed_folds():
     assert t["m"]["collapsed_folds"] == 0 and t["m"]["collapse"] == ""
 
 
-def test_inference_split_roundtrip(tmp_path):
-    rows = [{**r, "split": "inference", "fold": -1} for r in _rows()]
+@pytest.mark.parametrize(("split", "fold"), [("inference", -1), ("train", 1), ("external", 2)])
+def test_split_roundtrip(tmp_path, split, fold):
+    rows = [{**r, "split": split, "fold": fold} for r in _rows()]
     assert read_predictions(write_predictions(tmp_path / "p.csv", rows)) == rows
+
+
+def test_split_vocabulary():
     from dce_monai.metrics.results import HELD_OUT_SPLITS, SPLITS
 
-    assert "inference" in SPLITS and "inference" not in HELD_OUT_SPLITS and set(HELD_OUT_SPLITS) == {"val", "test"}
+    assert SPLITS == ("train", "test", "external", "inference") and HELD_OUT_SPLITS == ("test", "external")
+    assert set(HELD_OUT_SPLITS) <= set(SPLITS) and "val" not in SPLITS
+
+
+def test_old_val_split_is_refused_when_read(tmp_path):
+    """An older version's held-out rows said `val`: reading them fails, naming file, line and value."""
+    from dce_monai.metrics.results import OldSplitNameError
+
+    path = tmp_path / "old.csv"
+    path.write_text(",".join(COLUMNS) + "\ne,m,0,test,p1,l1,1,0.9\ne,m,0,val,p2,l2,0,0.2\n")
+    with pytest.raises(OldSplitNameError, match=r"old\.csv line 3: split 'val' is how an older dce_monai version named the held-out fold"):
+        read_predictions(path)
+    with pytest.raises(ValueError, match=r"rename the split column's values: `val` -> `test`"):
+        read_predictions(path)
+
+
+def test_val_split_is_not_written(tmp_path):
+    rows = [{**r, "split": "val"} for r in _rows()]
+    with pytest.raises(ValueError, match="row 0: split 'val' is the inner validation split of the training patients, which is never a result"):
+        write_predictions(tmp_path / "p.csv", rows)
+    assert not (tmp_path / "p.csv").exists()
 
 
 def test_single_class_group_gives_nan_auc():
@@ -123,7 +147,7 @@ def test_errors(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a predictions table; missing column"):
         read_predictions(tmp_path / "x.csv")
-    (tmp_path / "y.csv").write_text(",".join(COLUMNS) + "\ne,m,0,val,p,l,1,oops\n")
+    (tmp_path / "y.csv").write_text(",".join(COLUMNS) + "\ne,m,0,test,p,l,1,oops\n")
     with pytest.raises(ValueError, match="y.csv line 2: fold/label/prob must be numbers"):
         read_predictions(tmp_path / "y.csv")
     with pytest.raises(ValueError, match="by must name columns"):

@@ -131,7 +131,7 @@ def test_run_writes_features_predictions_table_and_folds(cohort, run):
     assert json.loads(paths["folds"].read_text())["folds"] == folds
     preds = read_predictions(paths["predictions"])
     models = [f"{m}_{g}" for g in bk.FEATURE_GROUPS for m in bk.MODELS]
-    assert {r["model"] for r in preds} == set(models) and {r["split"] for r in preds} == {"val"}
+    assert {r["model"] for r in preds} == set(models) and {r["split"] for r in preds} == {"test"}
     assert {r["experiment"] for r in preds} == {"baseline_kinetics"}
     fold_of = {p: f for f, ids in enumerate(folds) for p in ids}
     assert all(r["fold"] == fold_of[r["patient_id"]] for r in preds)
@@ -143,7 +143,7 @@ def test_run_writes_features_predictions_table_and_folds(cohort, run):
     n_shape = len(bk.SHAPE_FEATURES)
     assert [int(t["n_features"]) for t in table[::2]] == [len(names) - n_shape, n_shape, len(names)]
     md = paths["table_md"].read_text()
-    assert "kinetic features only, shape features only, and both" in md and f"| baseline_kinetics | logreg_shape | shape | {n_shape} | val |" in md
+    assert "kinetic features only, shape features only, and both" in md and f"| baseline_kinetics | logreg_shape | shape | {n_shape} | test |" in md
     assert "collapsed_folds" in md
     with open(paths["feature_auc_csv"]) as f:
         fa = list(csv.DictReader(f))

@@ -31,7 +31,7 @@ def test_compare_masking_table_and_resume(cohort: Path, tmp_path: Path, capsys: 
     out = tmp_path / "cmp"
     assert cm.cli_main(_args(cohort, out)) == 0
     text = capsys.readouterr().out
-    assert "training" in text and "val_auc_mean" in text
+    assert ": training" in text and "test_auc_mean" in text and "val_" not in text
     md = (out / "comparison.md").read_text()
     for v in cm.VARIANTS:
         assert v in md
@@ -39,7 +39,7 @@ def test_compare_masking_table_and_resume(cohort: Path, tmp_path: Path, capsys: 
     from dce_monai.metrics.results import read_predictions
 
     rows = read_predictions(out / "predictions.csv")
-    assert {r["model"] for r in rows} == set(cm.VARIANTS) and {r["split"] for r in rows} == {"train", "val"}
+    assert {r["model"] for r in rows} == set(cm.VARIANTS) and {r["split"] for r in rows} == {"train", "test"}
     assert {str(r["fold"]) for r in rows} == {"0", "1"}
     assert {r["experiment"] for r in rows} == {"compare_masking"}  # what `dce-monai report` looks for
     cams = sorted((out / "cells").glob("*/cam/cam_*.png"))
@@ -48,7 +48,7 @@ def test_compare_masking_table_and_resume(cohort: Path, tmp_path: Path, capsys: 
     assert all(0.0 <= r["attention_in_mask_mean"] <= 1.0 for r in summary)
     assert cm.cli_main(_args(cohort, out)) == 0
     text = capsys.readouterr().out
-    assert text.count("skipped") == 6 and "training" not in text
+    assert text.count("skipped") == 6 and ": training" not in text  # the progress line of a cell that trains
 
 
 def test_errors(cohort: Path, tmp_path: Path) -> None:
@@ -60,7 +60,8 @@ def test_errors(cohort: Path, tmp_path: Path) -> None:
         cm.run_cell(cohort, tmp_path / "f.json", "bogus", 0, tmp_path)
 
 
-def test_test_cohort_evaluated(tmp_path: Path) -> None:
+def test_external_cohort_evaluated(tmp_path: Path) -> None:
+    """The manifest's `cohort: test` patients are scored by every cell as split `external`, apart from the held-out fold `test`."""
     from dce_monai.data.phantom import generate_cohort
     from dce_monai.metrics.results import read_predictions
 
@@ -69,16 +70,24 @@ def test_test_cohort_evaluated(tmp_path: Path) -> None:
     summary, md = cm.run_compare_masking(manifest, tmp_path / "out", k=2, variants=["mask_guided"], progress=False,
                                          overrides={"max_epochs": 1, "spatial_size": [32, 32, 16], "batch_size": 2,
                                                     "vgg_channels": [4, 8]})
-    assert "test_auc_mean" in summary[0] and "test_auc_mean" in md.read_text()
-    assert "test_collapsed_folds" in summary[0]
+    text = md.read_text()
+    for key in ("train_auc_mean", "test_auc_mean", "external_auc_mean", "test_auc_pooled", "external_auc_pooled",
+                "test_collapsed_folds", "external_collapsed_folds"):
+        assert key in summary[0] and key in text, key
+    assert not [k for k in summary[0] if k.startswith("val_")]
     rows = read_predictions(tmp_path / "out" / "predictions.csv")
+    assert {r["split"] for r in rows} == {"train", "test", "external"}
+    from dce_monai.data.manifest import load_manifest
     from dce_monai.metrics.stats import binary_metrics
 
-    test_rows = [r for r in rows if r["split"] == "test"]  # the pooled AUC is the one AUC of all folds' test rows
-    ref = binary_metrics([int(r["label"]) for r in test_rows], [float(r["prob"]) for r in test_rows])["auc"]
-    assert summary[0]["test_auc_pooled"] == pytest.approx(ref, abs=1e-9)
-    test_pids = {r["patient_id"] for r in rows if r["split"] == "test"}
-    assert test_pids and not test_pids & {r["patient_id"] for r in rows if r["split"] != "test"}
+    for split in ("test", "external"):  # the pooled AUC is the one AUC of all folds' rows of the split
+        sel = [r for r in rows if r["split"] == split]
+        ref = binary_metrics([int(r["label"]) for r in sel], [float(r["prob"]) for r in sel])["auc"]
+        assert summary[0][f"{split}_auc_pooled"] == pytest.approx(ref, abs=1e-9, nan_ok=True)
+    cohort_test = {p["patient_id"] for p in load_manifest(manifest).patients if p.get("cohort") == "test"}
+    external_pids = {r["patient_id"] for r in rows if r["split"] == "external"}
+    assert external_pids == cohort_test and not external_pids & {r["patient_id"] for r in rows if r["split"] != "external"}
+    assert {r["fold"] for r in rows if r["split"] == "external"} == {0, 1}  # every fold's model scores the whole cohort
 
 
 def test_invalid_cohort_refused_before_training(broken_cohort, tmp_path: Path) -> None:
@@ -113,13 +122,16 @@ def test_finished_cells_record_fingerprint_and_collapse(finished: Path, cohort: 
 
     cell = json.loads((finished / "cells" / "mask_guided_fold0" / "cell.json").read_text())
     assert cell["complete"] and len(cell["fingerprint"]) == 16 and cell["settings"]["max_epochs"] == 1
-    assert set(cell["settings"]) >= {"variant", "fold", "seed", "manifest_sha256", "folds", "bundle_configs_sha256", "spatial_size"}
-    assert "val_collapse" in cell and cell["val_span"] >= 0.0
+    assert set(cell["settings"]) >= {"cell_format", "variant", "fold", "seed", "manifest_sha256", "folds", "bundle_configs_sha256", "spatial_size"}
+    assert cell["cell_format"] == cell["settings"]["cell_format"] == cm.CELL_FORMAT == 2
+    assert "test_collapse" in cell and cell["test_span"] >= 0.0 and not [k for k in cell if k.startswith("val_")]
+    assert sorted(p.name for p in (finished / "cells" / "mask_guided_fold0").glob("predictions_*.csv")) == ["predictions_test.csv", "predictions_train.csv"]
     summary, md = _rerun(cohort, finished, progress=True)
     assert capsys.readouterr().out.count("done before with the same settings, skipped") == 2
     text = md.read_text()
-    assert "mean and SD over the folds" in text and "val_auc_pooled" in text and "val_collapsed_folds" in text
-    assert 0 <= summary[0]["val_collapsed_folds"] <= 2 and 0.0 <= summary[0]["val_auc_pooled"] <= 1.0
+    assert "mean and SD over the folds" in text and "test_auc_pooled" in text and "test_collapsed_folds" in text
+    assert 0 <= summary[0]["test_collapsed_folds"] <= 2 and 0.0 <= summary[0]["test_auc_pooled"] <= 1.0
+    assert "external_auc_pooled" not in summary[0]  # no independent cohort in this manifest
 
 
 @pytest.mark.parametrize(
@@ -178,7 +190,8 @@ def test_unfinished_cell_of_other_settings_refused(cohort: Path, tmp_path: Path)
     from dce_monai.workflows.cells import write_json_atomic
 
     out = tmp_path / "run"
-    write_json_atomic(out / "cells" / "mask_guided_fold1" / "started.json", {"fingerprint": "0" * 16, "settings": {"max_epochs": 7}})
+    write_json_atomic(out / "cells" / "mask_guided_fold1" / "started.json",
+                      {"fingerprint": "0" * 16, "settings": {"cell_format": cm.CELL_FORMAT, "max_epochs": 7}})
     with pytest.raises(ValueError, match=r"mask_guided_fold1 holds an unfinished cell \(checkpoints\) started with other settings: .*max_epochs: 7 -> 1"):
         _rerun(cohort, out)
     assert not (out / "cells" / "mask_guided_fold0").exists()  # refused before the first cell
@@ -191,6 +204,29 @@ def test_cell_without_settings_record_refused(cohort: Path, tmp_path: Path) -> N
     legacy.write_text('{"variant": "mask_guided", "fold": 0, "val_auc": 0.9}')
     with pytest.raises(ValueError, match=r"mask_guided_fold0 holds a cell without a settings record \(written by an older version\)"):
         _rerun(cohort, out)
+
+
+@pytest.mark.parametrize("name", ["cell.json", "started.json"])
+def test_cell_of_an_older_format_refused(finished: Path, cohort: Path, tmp_path: Path, name: str) -> None:
+    """A cell written with the old split names (held-out fold `val`, independent cohort `test`) is not reused."""
+    import json
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    path = out / "cells" / "mask_guided_fold1" / name
+    rec = json.loads((out / "cells" / "mask_guided_fold1" / "cell.json").read_text())
+    old = {("val" + k[4:] if k.startswith("test") else k): v for k, v in rec.items() if k != "cell_format"}
+    old["settings"] = {("test_cohort" if k == "external_cohort" else k): v for k, v in rec["settings"].items() if k != "cell_format"}
+    if name == "started.json":
+        (out / "cells" / "mask_guided_fold1" / "cell.json").unlink()
+        old = {"fingerprint": old["fingerprint"], "settings": old["settings"]}
+    path.write_text(json.dumps(old))
+    before = sorted(p.stat().st_mtime_ns for p in (out / "cells").rglob("*"))
+    with pytest.raises(ValueError, match=rf"mask_guided_fold1/{name} was written by an older dce_monai version \(cell format 1, this "
+                                         rf"version {cm.CELL_FORMAT}\): it names the held-out fold `val` and the independent cohort `test`"):
+        _rerun(cohort, out)
+    assert sorted(p.stat().st_mtime_ns for p in (out / "cells").rglob("*")) == before  # refused before any training
 
 
 def test_corrupt_cell_is_named_and_recomputed(finished: Path, cohort: Path, caplog: pytest.LogCaptureFixture) -> None:

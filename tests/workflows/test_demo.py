@@ -27,7 +27,7 @@ def test_steps_run_in_order_and_write_markers(small_demo):
     assert json.loads((out / "folds.json").read_text())["k"] == demo.DEMO_SETTINGS["folds"]["k"]
     for name in summary["steps"]:
         rec = json.loads((out / "steps" / f"{name}.json").read_text())
-        assert rec["seconds"] >= 0 and rec["settings"] == demo.DEMO_SETTINGS[name]
+        assert rec["seconds"] >= 0 and rec["settings"] == demo.DEMO_SETTINGS[name] and rec["held_out_splits"] == ["test", "external"]
     assert (out / "report" / "report.md").is_file() and (out / "report" / "report.html").is_file()
     assert "Kinetic baseline" in (out / "report" / "report.md").read_text()
     assert summary["tensorboard"] == f"tensorboard --logdir {out}"
@@ -53,6 +53,17 @@ def test_other_settings_in_the_same_folder_are_refused(small_demo):
         demo.run_demo(out, patients=9, seed=0, workers=1, steps=("report",))
     with pytest.raises(ValueError, match=r"holds a demo run with other settings .*cohort\.json"):
         demo.run_demo(out, patients=8, seed=0, workers=1, steps=("report",), threads=1)  # other threads, other numbers
+
+
+def test_demo_folder_of_an_older_version_is_refused(tmp_path):
+    """Step markers without `held_out_splits` come from a version that named the held-out fold `val`."""
+    marks = tmp_path / "steps"
+    marks.mkdir()
+    old = {"settings": demo.DEMO_SETTINGS["cohort"], "patients": 8, "seed": 0, "threads": 2, "cpu_isa": "native", "seconds": 1.0}
+    (marks / "cohort.json").write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"steps/cohort\.json was written by an older dce_monai version, which named the held-out fold `val`"):
+        demo.run_demo(tmp_path, patients=8, seed=0, workers=1, steps=("report",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["steps"]  # nothing computed
 
 
 def test_bad_arguments(tmp_path):
@@ -161,10 +172,10 @@ def test_every_step_runs_and_writes_its_outputs(full_tiny_demo):
     pooled = read_predictions(out / "compare_masking" / "predictions.csv")
     for row in cmp_rows:
         variant = row.get("variant", row.get("model"))
-        mine = [r for r in pooled if r["model"] == variant and r["split"] == "val"]
+        mine = [r for r in pooled if r["model"] == variant and r["split"] == "test"]
         assert sorted(r["lesion_id"] for r in mine) == sorted(truth)  # every lesion held out exactly once
         ref = binary_metrics([int(r["label"]) for r in mine], [float(r["prob"]) for r in mine])["auc"]
-        assert row["folds"] == tiny["folds"]["k"] and row["val_auc_pooled"] == pytest.approx(ref, abs=1e-9)
+        assert row["folds"] == tiny["folds"]["k"] and row["test_auc_pooled"] == pytest.approx(ref, abs=1e-9)
 
     # channel search: the triplet ranked, one cell per fold
     assert summary["steps"]["search_channels"]["cells_run"] == len(tiny["search_channels"]["triplets"]) * tiny["folds"]["k"]

@@ -27,7 +27,7 @@ def _rows(experiment, models, seed=0, k=3):
     out = []
     for j, m in enumerate(models):
         for pid, lid, y in _lesions():
-            out.append({"experiment": experiment, "model": m, "fold": int(pid[1:]) % k, "split": "val", "patient_id": pid, "lesion_id": lid,
+            out.append({"experiment": experiment, "model": m, "fold": int(pid[1:]) % k, "split": "test", "patient_id": pid, "lesion_id": lid,
                         "label": y, "prob": float(np.clip(0.3 + (0.2 + 0.1 * j) * y + rng.normal(0, 0.2), 0, 1))})
     return out
 
@@ -72,10 +72,10 @@ def test_full_report(full_run):
     md = paths["markdown"].read_text()
     assert "## Experiment `channel_search`" in md and "## Experiment `baseline_kinetics`" in md
     assert md.index("## Overview: best model of each experiment") < md.index("## Experiment `channel_search`")
-    assert re.search(r"\| channel_search \| [^|]+ \| val \| \d\.\d{3} \[", md)
+    assert re.search(r"\| channel_search \| [^|]+ \| test \| \d\.\d{3} \[", md)
     assert "| model | split | pooled AUC [95 % CI] | sensitivity | specificity | accuracy | per-fold AUC mean ± SD |" in md
     assert "| pooled AUC [95 % CI] | per-fold AUC mean ± SD (folds) |" in md
-    assert re.search(r"\| T1post1\+T1post2\+T1post3 \| val \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", md)
+    assert re.search(r"\| T1post1\+T1post2\+T1post3 \| test \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", md)
     assert "| 24 (" in md
     assert "- `compare_masking`: run `dce-monai compare-masking" in md
     assert "- `channel_search`" not in md
@@ -84,7 +84,7 @@ def test_full_report(full_run):
     assert "1 lesion(s) without a label in the predictions left out" in md
     assert "`maskguided/cams/P00-L1_cam.png`" in md and '"triplets"' in md
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
-    assert {"figures/roc_channel_search_val.png", "figures/channel_ranking.png", "figures/kinetic_curves.png",
+    assert {"figures/roc_channel_search_test.png", "figures/channel_ranking.png", "figures/kinetic_curves.png",
             "figures/roc_best_per_experiment.png", "figures/folds_baseline_kinetics.png"} <= set(links)
     for link in links:
         assert not link.startswith("/") and (out / link).stat().st_size > 500
@@ -109,7 +109,7 @@ def test_channel_ranking_from_predictions_and_problems(tmp_path, capsys):
     write_predictions(run / "a" / "preds.csv", _rows("channel_search", TRIPLETS))
     bad = run / "b" / "predictions.csv"
     bad.parent.mkdir()
-    bad.write_text("experiment,model,fold,split,patient_id,lesion_id,label,prob\nx,m,0,val,P1,L1,1,7.0\n")
+    bad.write_text("experiment,model,fold,split,patient_id,lesion_id,label,prob\nx,m,0,test,P1,L1,1,7.0\n")
     (run / "b" / "run.json").write_text("{not json")
     md = rp.write_report(run, n_boot=20)["markdown"].read_text()
     assert "From the channel_search predictions." in md and "![channel ranking](figures/channel_ranking.png)" in md
@@ -170,10 +170,10 @@ def test_delong_against_baseline(tmp_path):
     neg = [{**r, "experiment": "other", "patient_id": "Q" + r["patient_id"], "lesion_id": "Q" + r["lesion_id"]} for r in _rows("x", ["m"], seed=5) if r["label"] == 0]
     write_predictions(run / "o.csv", pos + neg)
     md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
-    assert "Paired DeLong test against the kinetic baseline (`logreg`, val)" in md
-    assert re.search(r"\| channel_search \| T1pre\+T1post3\+sub \| val \| 24 \| \d\.\d{3} \| \d\.\d{3} \| -?\d\.\d{2} \| [\d.e-]+ \|", md)
-    assert "| compare_masking | mask_guided | val | 24 | – | – | – | – (labels differ from the baseline's) |" in md
-    assert re.search(r"\| other \| m \| val \| \d+ \| – \| – \| – \| – \(one class only\) \|", md)
+    assert "Paired DeLong test against the kinetic baseline (`logreg`, test)" in md
+    assert re.search(r"\| channel_search \| T1pre\+T1post3\+sub \| test \| 24 \| \d\.\d{3} \| \d\.\d{3} \| -?\d\.\d{2} \| [\d.e-]+ \|", md)
+    assert "| compare_masking | mask_guided | test | 24 | – | – | – | – (labels differ from the baseline's) |" in md
+    assert re.search(r"\| other \| m \| test \| \d+ \| – \| – \| – \| – \(one class only\) \|", md)
     assert "- `compare_masking`" not in md
 
 
@@ -182,14 +182,14 @@ def test_rows_in_several_files_counted_once(tmp_path, conflict):
     run = tmp_path / "run"
     rows = _rows("compare_masking", ["no_mask"])
     for fold in range(3):  # per-cell files ...
-        write_predictions(run / "cells" / f"no_mask_fold{fold}" / "predictions_val.csv", [r for r in rows if r["fold"] == fold])
+        write_predictions(run / "cells" / f"no_mask_fold{fold}" / "predictions_test.csv", [r for r in rows if r["fold"] == fold])
     merged = [dict(r) for r in rows]
     if conflict:
         merged[0]["prob"] = 1.0 - float(merged[0]["prob"])
     write_predictions(run / "predictions.csv", merged)  # ... and their merge
     md = rp.write_report(run, tmp_path / "rep", n_boot=20, progress=False)["markdown"].read_text()
     assert f"{len(rows)} row(s) present in more than one file" in md
-    assert "| no_mask | val |" in md and f"{len(rows)} (" in md  # n lesions once, not twice
+    assert "| no_mask | test |" in md and f"{len(rows)} (" in md  # n lesions once, not twice
     assert ("conflicts with an earlier file" in md) == conflict
 
 
@@ -201,7 +201,7 @@ def test_delong_against_baseline_with_one_positive_lesion(tmp_path):
     write_predictions(run / "o.csv", one_pos)
     md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
     n = len(one_pos)
-    assert re.search(rf"\| other \| m \| val \| {n} \| \d\.\d{{3}} \| \d\.\d{{3}} \| – \| n/a \(only one positive lesion\) \|", md)
+    assert re.search(rf"\| other \| m \| test \| {n} \| \d\.\d{{3}} \| \d\.\d{{3}} \| – \| n/a \(only one positive lesion\) \|", md)
 
 def _transfer_run(run, old_format: bool):
     """Fold-0 evaluation of a bundle (held-out) plus a whole-cohort inference CSV, as the seed 1 bundle writes them."""
@@ -237,7 +237,7 @@ def test_held_out_only_from_models_that_did_not_train_on_the_patient(tmp_path, o
     section = md[md.index("## Experiment `transfer_resnet34`"):]
     assert re.search(rf"\| resnet34 \| test \| {auc:.3f} \[", section)  # the experiment's table agrees with the headline
     if old_format:
-        assert f"{len(inf) - len(ev)} row(s) of split val/test, fold 0, are patients of that fold's training folds per `folds.json`" in md
+        assert f"{len(inf) - len(ev)} held-out row(s) (split test/external), fold 0, are patients of that fold's training folds per `folds.json`" in md
         assert f"{len(inf) - len(ev)} row(s) labelled held-out but from a model that trained on the patient left out" in md
         assert "Not held-out" not in section
     else:
@@ -251,9 +251,9 @@ def test_collapsed_model_is_flagged_and_not_best(tmp_path):
     flat = [{**r, "model": "no_mask", "prob": 0.5 + 1e-4 * r["label"]} for r in good]  # perfect ranking, span 1e-4
     write_predictions(run / "predictions.csv", good + flat)
     md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
-    assert re.search(r"\| no_mask \| val \| 1\.000 \[[^]]*\] \(collapsed in 3 of 3 folds\) \|", md)
-    assert "- `no_mask` (val): fold 0: near-constant scores (span 1e-04 <= 1e-03)" in md
-    assert re.search(r"\| compare_masking \| mask_guided \| val \|", md[md.index("## Overview"):md.index("## Experiment")])
+    assert re.search(r"\| no_mask \| test \| 1\.000 \[[^]]*\] \(collapsed in 3 of 3 folds\) \|", md)
+    assert "- `no_mask` (test): fold 0: near-constant scores (span 1e-04 <= 1e-03)" in md
+    assert re.search(r"\| compare_masking \| mask_guided \| test \|", md[md.index("## Overview"):md.index("## Experiment")])
 
 
 def test_deep_models_compared_with_the_kinetic_only_baseline(tmp_path):
@@ -265,5 +265,38 @@ def test_deep_models_compared_with_the_kinetic_only_baseline(tmp_path):
     write_predictions(run / "b.csv", base)
     write_predictions(run / "s.csv", _rows("channel_search", TRIPLETS[:1], seed=2))
     md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
-    assert "Paired DeLong test against the kinetic baseline (`logreg_kinetic`, val)" in md
-    assert re.search(r"\| baseline_kinetics \| logreg_shape \| val \| 1\.000", md)  # still the experiment's best in the overview
+    assert "Paired DeLong test against the kinetic baseline (`logreg_kinetic`, test)" in md
+    assert re.search(r"\| baseline_kinetics \| logreg_shape \| test \| 1\.000", md)  # still the experiment's best in the overview
+
+
+def test_test_and_external_splits_shown_apart_and_train_rows_not_held_out(tmp_path):
+    """The held-out fold (`test`) and an independent cohort (`external`) each get a row and ROC; `train` rows stay apart."""
+    run = tmp_path / "run"
+    test = _rows("compare_masking", ["mask_guided"], seed=1)
+    external = [{**r, "split": "external", "patient_id": "X" + r["patient_id"], "lesion_id": "X" + r["lesion_id"]}
+                for r in _rows("compare_masking", ["mask_guided"], seed=2)]
+    train = [{**r, "split": "train", "prob": 0.9 if r["label"] else 0.1} for r in _rows("compare_masking", ["mask_guided"], seed=3)]
+    write_predictions(run / "predictions.csv", test + external + train)
+    md = rp.write_report(run, n_boot=20, progress=False)["markdown"].read_text()
+    section = md[md.index("## Experiment `compare_masking`"):md.index("Not held-out")]
+    assert re.search(rf"\| mask_guided \| test \| \d\.\d{{3}} \[[^|]+\|[^|]+\|[^|]+\|[^|]+\|[^|]+\| {len(test)} \(", section)
+    assert re.search(rf"\| mask_guided \| external \| \d\.\d{{3}} \[[^|]+\|[^|]+\|[^|]+\|[^|]+\|[^|]+\| {len(external)} \(", section)
+    assert "| mask_guided | train |" not in section and "figures/roc_compare_masking_test.png" in section
+    assert "figures/roc_compare_masking_external.png" in section
+    assert re.search(r"\| compare_masking \| mask_guided \| test \|", md[md.index("## Overview"):md.index("## Experiment")])
+    assert "| mask_guided | train | 1.000 [" in md[md.index("Not held-out"):]
+
+
+@pytest.mark.parametrize("name", ["predictions.csv", "cells/no_mask_fold0/predictions_val.csv"])
+def test_predictions_of_an_older_version_stop_the_report(tmp_path, name):
+    """An older version named the held-out fold `val`: the report names the file and value instead of mislabelling."""
+    from dce_monai.metrics.results import COLUMNS, OldSplitNameError
+
+    run = tmp_path / "run"
+    write_predictions(run / "ok" / "predictions.csv", _rows("channel_search", TRIPLETS[:1]))
+    old = run / "old" / name
+    old.parent.mkdir(parents=True)
+    old.write_text(",".join(COLUMNS) + "\ncompare_masking,no_mask,0,val,P01,P01-L1,1,0.7\n")
+    with pytest.raises(OldSplitNameError, match=rf"{re.escape(name)} line 2: split 'val' is how an older dce_monai version named the held-out fold"):
+        rp.write_report(run, n_boot=20, progress=False)
+    assert not (run / "report" / "report.md").exists()
