@@ -1,4 +1,13 @@
-"""Shared fixtures: a tiny phantom cohort built once per test session."""
+"""Shared fixtures: tiny phantom cohorts built once per test session.
+
+``bundle_cohort`` is a 6-patient tiny cohort plus a 2-fold patient-wise folds file, so a test
+can run a bundle, or build a fold's datalist, with ``--manifest``/``--folds``/``--fold`` overrides
+without building its own data.
+
+Example:
+    >>> def test_x(bundle_cohort):  # doctest: +SKIP
+    ...     manifest, folds = bundle_cohort["manifest"], bundle_cohort["folds"]
+"""
 
 from __future__ import annotations
 
@@ -58,3 +67,24 @@ def reference_csv(tmp_path: Path) -> Path:
     path = tmp_path / "ref.csv"
     path.write_text(header + "\n".join(rows) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def bundle_cohort(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny 6-patient phantom cohort plus a 2-fold folds file.
+
+    Returns:
+        ``{"root": cohort folder, "manifest": manifest.json path, "folds": folds.json path}``.
+        Fold 0 and fold 1 each hold patients of both classes when the cohort allows it
+        (stratified by the per-patient maximum ``malignant`` label).
+    """
+    from dce_monai.data.folds import patient_folds, write_folds
+    from dce_monai.data.manifest import load_manifest
+    from dce_monai.data.phantom import generate_cohort
+
+    root = tmp_path_factory.mktemp("bundle_cohort")
+    manifest = generate_cohort(root, n_patients=6, seed=3, size="tiny", progress=False)
+    datalist = load_manifest(manifest).to_datalist(level="lesion")
+    folds = patient_folds(datalist, k=2, seed=0)
+    folds_path = write_folds(folds, root / "folds.json", seed=0, k_requested=2)
+    return {"root": root, "manifest": Path(manifest), "folds": folds_path}

@@ -1,4 +1,9 @@
-"""The seed 1 bundle ``breast_dce_transfer_resnet34`` run through MONAI's ConfigWorkflow, and its helpers."""
+"""The seed 1 bundle ``breast_dce_transfer_resnet34`` run through MONAI's ConfigWorkflow.
+
+The library pieces its configs instantiate are tested next to their modules: ``tests/data/test_datalist.py``,
+``tests/data/test_patch_cache.py``, ``tests/handlers/``, ``tests/utils/test_distributed.py``,
+``tests/transforms/test_registration.py`` and ``tests/workflows/test_bundle_utils.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +16,7 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from dce_monai.data import datalist as dl
-from dce_monai.data.patch_cache import PatchDataset
-from dce_monai.handlers import outputs as ho
-from dce_monai.handlers import writers as hw
-from dce_monai.handlers.distributed import RankZeroOnly
 from dce_monai.metrics.results import read_predictions
-from dce_monai.transforms.registration import phase_registration
-from dce_monai.utils import distributed as ud
-from dce_monai.workflows import bundle_utils as bu
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "bundles" / "breast_dce_transfer_resnet34"
@@ -192,123 +189,6 @@ def test_metadata_matches_default_channels():
     assert "Apache License" in (BUNDLE / "LICENSE").read_text()[:200]
 
 
-# ---- bundle_utils -------------------------------------------------------------------------
-
-
-def test_fold_datalist_splits(bundle_cohort):
-    m, f = bundle_cohort["manifest"], bundle_cohort["folds"]
-    train = dl.fold_datalist(m, f, 0, "train")
-    test = dl.fold_datalist(m, f, 0, "test")
-    assert {d["patient_id"] for d in train}.isdisjoint({d["patient_id"] for d in test})
-    assert len(dl.fold_datalist(m, None, split="all")) == len(train) + len(test)
-    assert dl.fold_datalist(m, f, 0, "val") == []  # no inner validation split without val_fraction
-
-
-@pytest.mark.parametrize(
-    "kwargs, exc, match",
-    [
-        ({"split": "nope"}, ValueError, "nope"),
-        ({"fold": 5, "split": "test"}, ValueError, r"fold must be in \[0, 2\)"),
-        ({"folds": None, "split": "train"}, ValueError, "folds is required for split='train'"),
-    ],
-)
-def test_fold_datalist_errors(bundle_cohort, kwargs, exc, match):
-    args = {"manifest": bundle_cohort["manifest"], "folds": bundle_cohort["folds"], "fold": 0, **kwargs}
-    with pytest.raises(exc, match=match):
-        dl.fold_datalist(**args)
-
-
-@pytest.mark.parametrize("kind", ["list", "tensor"])
-def test_patch_dataset_flattens(kind):
-    img = torch.zeros(3, 4, 4) if kind == "tensor" else [[0.0]]
-    lesions = [[{"image": img, "label": 1, "lesion_id": "A", "other": 1}] * 2, [], {"image": img, "label": 0, "lesion_id": "B"}]
-    ds = PatchDataset(lesions)
-    assert len(ds) == 3 and [d["lesion_id"] for d in ds] == ["A", "A", "B"] and "other" not in ds[0]
-
-
-def test_patch_dataset_errors():
-    with pytest.raises(TypeError, match=r"lesions\[0\] must be a dict or a list of dicts, got int"):
-        PatchDataset([3])
-    with pytest.raises(ValueError, match="no patch in 2 lesion"):
-        PatchDataset([[], []])
-
-
-def test_rank_zero_only_and_errors():
-    from ignite.engine import Engine
-
-    attached = []
-
-    class H:
-        def attach(self, engine):
-            attached.append(engine)
-
-    eng = Engine(lambda e, b: None)
-    RankZeroOnly(H()).attach(eng)
-    RankZeroOnly(H).attach(eng)
-    assert attached == [eng, eng]
-    with pytest.raises(TypeError, match="handler must have attach"):
-        RankZeroOnly(3)
-    with pytest.raises(TypeError, match="handler factory returned int"):
-        RankZeroOnly(lambda: 3).attach(eng)
-
-
-def test_predictions_and_metrics_writers(tmp_path):
-    from ignite.engine import Engine
-
-    batches = [[{"pred": torch.tensor([0.0, 2.0]), "label": torch.tensor(1), "lesion_id": "A", "patient_id": "P"},
-                {"pred": torch.tensor([0.0, -2.0]), "label": torch.tensor(1), "lesion_id": "A", "patient_id": "P"}],
-               [{"pred": torch.tensor([1.0, 0.0]), "label": torch.tensor(0), "lesion_id": "B", "patient_id": "Q"}]]
-
-    def step(engine, batch):
-        engine.state.metrics["m"] = 0.5
-        return batch
-
-    eng = Engine(step)
-    pw = hw.PredictionsWriter(tmp_path / "p.csv", fold=1, split="test")
-    pw.attach(eng)
-    hw.MetricsJsonWriter(tmp_path / "m.json", extra={"fold": 1}).attach(eng)
-    eng.run(batches)
-    rows = {r["lesion_id"]: r for r in read_predictions(tmp_path / "p.csv")}
-    assert float(rows["A"]["prob"]) == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item(), abs=1e-6)
-    assert rows["B"]["patient_id"] == "Q" and int(rows["B"]["label"]) == 0 and str(rows["B"]["split"]) == "test"
-    assert json.loads((tmp_path / "m.json").read_text()) == {"fold": 1, "metrics": {"m": 0.5}}
-    with pytest.raises(ValueError, match="Unsupported option 'x'|x"):
-        hw.PredictionsWriter(tmp_path / "p.csv", split="x")
-    with pytest.raises(ValueError, match="no prediction collected"):
-        empty = hw.PredictionsWriter(tmp_path / "q.csv")
-        empty.reset()
-        empty.write()
-
-
-def test_lr_to_metrics_and_output_helpers():
-    from ignite.engine import Engine
-
-    net = torch.nn.Linear(2, 2)
-    opt = torch.optim.SGD(net.parameters(), lr=0.25)
-    eng = Engine(lambda e, b: None)
-    hw.LrToMetrics(opt).attach(eng)
-    eng.run([0], max_epochs=1)
-    assert eng.state.metrics["lr"] == 0.25
-    with pytest.raises(TypeError, match="optimizer must be a torch optimizer"):
-        hw.LrToMetrics(net)
-    p, y, ids = ho.lesion_auc_output([{"pred": torch.tensor([0.0, 0.0]), "label": torch.tensor(1), "pred_lesion_id": "A"}])
-    assert p.tolist() == [0.5] and y.tolist() == [1] and ids == ["A"]
-    with pytest.raises(KeyError, match="evaluator output lacks 'pred_lesion_id'"):
-        ho.lesion_auc_output([{"pred": torch.zeros(2), "label": 0}])
-    imgs, labels = ho.first_image([{"image": torch.zeros(3, 2, 2)}])
-    assert imgs[0].shape == (3, 2, 2) and labels == [None] and ho.no_output([1, 2]) == [None, None]
-
-
-def test_init_distributed_outside_torchrun(monkeypatch):
-    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
-        monkeypatch.delenv(k, raising=False)
-    with pytest.raises(ValueError, match="init_distributed needs torchrun's environment"):
-        ud.init_distributed()
-    with pytest.raises(ValueError, match="mpi"):
-        ud.init_distributed("mpi")
-    assert ud.is_rank0()
-
-
 def test_cached_epochs_do_not_rerun_deterministic_transforms(bundle_cohort, tmp_path, monkeypatch):
     """Complexity guard: loading, subtraction, scaling and patch extraction run once per lesion
     when the dataset is built, never again per epoch (augmentation and resizing are the
@@ -356,23 +236,3 @@ def test_invalid_cohort_refused_at_initialize(broken_cohort, bundle_cohort, tmp_
         chain.append(str(e))
         e = e.__cause__ or e.__context__
     assert any(bad in m and "cannot read NIfTI file" in m for m in chain), chain
-
-
-def test_bundle_workflow_by_name_and_missing_properties(bundle_cohort, tmp_path):
-    over = {k: v for k, v in _common(bundle_cohort, tmp_path).items() if k != "bundle_root"}
-    wf = bu.bundle_workflow("breast_dce_transfer_resnet34", ["train.json"], "train", **over)
-    assert Path(wf.parser["bundle_root"]) == BUNDLE and wf.parser.get_parsed_content("max_epochs") == 15
-    with pytest.raises(ValueError, match=r"lacks properties .*trainer.* for train"):
-        bu.bundle_workflow(BUNDLE, ["inference.json"], "train", **over)
-
-
-@pytest.mark.parametrize("enabled, registers", [(None, False), (False, False), (True, True)])
-def test_phase_registration_follows_the_manifest(bundle_cohort, enabled, registers):
-    from dce_monai.transforms import RegisterPhasesd
-
-    t = phase_registration(bundle_cohort["manifest"], ["T1pre", "T1post1", "label_map"], enabled=enabled)
-    assert isinstance(t, RegisterPhasesd) is registers  # the phantom manifest does not ask for registration
-    if registers:
-        assert list(t.keys) == ["T1post1"]
-    with pytest.raises(ValueError, match=r"register_phases must be null, true or false, got 'yes'"):
-        phase_registration(bundle_cohort["manifest"], ["T1post1"], enabled="yes")

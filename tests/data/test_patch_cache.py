@@ -11,7 +11,7 @@ import torch
 from dce_monai.data import patch_cache as pc
 from dce_monai.data.folds import patient_folds
 from dce_monai.data.manifest import load_manifest
-from dce_monai.data.patch_cache import PatchCacheDataset, build_patch_cache, get_patch_cache, load_patch_cache
+from dce_monai.data.patch_cache import PatchCacheDataset, PatchDataset, build_patch_cache, get_patch_cache, load_patch_cache
 from dce_monai.sequences import SEQUENCES
 from dce_monai.workflows.search_channels import bundle_preprocessing
 
@@ -227,3 +227,18 @@ def test_channel_index_and_loading_errors(cache32, tmp_path):
     torch.save({"images": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match="not a patch cache of format"):
         load_patch_cache(bad)
+
+
+@pytest.mark.parametrize("kind", ["list", "tensor"])
+def test_patch_dataset_flattens(kind):
+    img = torch.zeros(3, 4, 4) if kind == "tensor" else [[0.0]]
+    lesions = [[{"image": img, "label": 1, "lesion_id": "A", "other": 1}] * 2, [], {"image": img, "label": 0, "lesion_id": "B"}]
+    ds = PatchDataset(lesions)
+    assert len(ds) == 3 and [d["lesion_id"] for d in ds] == ["A", "A", "B"] and "other" not in ds[0]
+
+
+def test_patch_dataset_errors():
+    with pytest.raises(TypeError, match=r"lesions\[0\] must be a dict or a list of dicts, got int"):
+        PatchDataset([3])
+    with pytest.raises(ValueError, match="no patch in 2 lesion"):
+        PatchDataset([[], []])

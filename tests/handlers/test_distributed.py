@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from dce_monai.handlers.distributed import all_reduce_sum, gather_lists, world_size
+from dce_monai.handlers.distributed import RankZeroOnly, all_reduce_sum, gather_lists, world_size
 from dce_monai.handlers.lesion_auc import LesionAUC
 
 # patch-level probabilities, labels and lesion ids: lesion "B" has patches on both halves
@@ -71,3 +71,22 @@ def test_two_gloo_processes_pool_the_whole_set() -> None:
     assert auc == pytest.approx(11 / 12)  # lesion B = max(0.4 on rank 0, 0.7 on rank 1) ranks below G (0.75)
     # per-rank AUCs differ from the pooled one (1.0 on rank 0's half, 0.75 on rank 1's)
     assert (_auc(PROBS[:4], LABELS[:4], IDS[:4])[0], _auc(PROBS[4:], LABELS[4:], IDS[4:])[0]) == (1.0, 0.75)
+
+
+def test_rank_zero_only_and_errors():
+    from ignite.engine import Engine
+
+    attached = []
+
+    class H:
+        def attach(self, engine):
+            attached.append(engine)
+
+    eng = Engine(lambda e, b: None)
+    RankZeroOnly(H()).attach(eng)
+    RankZeroOnly(H).attach(eng)
+    assert attached == [eng, eng]
+    with pytest.raises(TypeError, match="handler must have attach"):
+        RankZeroOnly(3)
+    with pytest.raises(TypeError, match="handler factory returned int"):
+        RankZeroOnly(lambda: 3).attach(eng)

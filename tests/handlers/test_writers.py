@@ -78,3 +78,29 @@ def test_lr_to_metrics() -> None:
     assert eng.state.metrics["lr"] == 0.25
     with pytest.raises(TypeError, match=r"^optimizer must be a torch optimizer with param_groups, got dict\.$"):
         hw.LrToMetrics({"lr": 1})  # type: ignore[arg-type]
+
+
+def test_predictions_and_metrics_writers(tmp_path):
+    batches = [[{"pred": torch.tensor([0.0, 2.0]), "label": torch.tensor(1), "lesion_id": "A", "patient_id": "P"},
+                {"pred": torch.tensor([0.0, -2.0]), "label": torch.tensor(1), "lesion_id": "A", "patient_id": "P"}],
+               [{"pred": torch.tensor([1.0, 0.0]), "label": torch.tensor(0), "lesion_id": "B", "patient_id": "Q"}]]
+
+    def step(engine, batch):
+        engine.state.metrics["m"] = 0.5
+        return batch
+
+    eng = Engine(step)
+    pw = hw.PredictionsWriter(tmp_path / "p.csv", fold=1, split="test")
+    pw.attach(eng)
+    hw.MetricsJsonWriter(tmp_path / "m.json", extra={"fold": 1}).attach(eng)
+    eng.run(batches)
+    rows = {r["lesion_id"]: r for r in read_predictions(tmp_path / "p.csv")}
+    assert float(rows["A"]["prob"]) == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item(), abs=1e-6)
+    assert rows["B"]["patient_id"] == "Q" and int(rows["B"]["label"]) == 0 and str(rows["B"]["split"]) == "test"
+    assert json.loads((tmp_path / "m.json").read_text()) == {"fold": 1, "metrics": {"m": 0.5}}
+    with pytest.raises(ValueError, match="Unsupported option 'x'|x"):
+        hw.PredictionsWriter(tmp_path / "p.csv", split="x")
+    with pytest.raises(ValueError, match="no prediction collected"):
+        empty = hw.PredictionsWriter(tmp_path / "q.csv")
+        empty.reset()
+        empty.write()

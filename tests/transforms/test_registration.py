@@ -7,6 +7,7 @@ from monai.data import MetaTensor
 
 from dce_monai.data.phantom import PhantomConfig, simulate_patient
 from dce_monai.transforms import RegisterPhases, RegisterPhasesd, Subtractd
+from dce_monai.transforms.registration import phase_registration
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +181,13 @@ def test_argument_validation(kwargs, match):
 def test_dict_argument_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RegisterPhasesd(**kwargs)
+
+
+@pytest.mark.parametrize("enabled, registers", [(None, False), (False, False), (True, True)])
+def test_phase_registration_follows_the_manifest(bundle_cohort, enabled, registers):
+    t = phase_registration(bundle_cohort["manifest"], ["T1pre", "T1post1", "label_map"], enabled=enabled)
+    assert isinstance(t, RegisterPhasesd) is registers  # the phantom manifest does not ask for registration
+    if registers:
+        assert list(t.keys) == ["T1post1"]
+    with pytest.raises(ValueError, match=r"register_phases must be null, true or false, got 'yes'"):
+        phase_registration(bundle_cohort["manifest"], ["T1post1"], enabled="yes")
