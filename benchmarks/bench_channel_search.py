@@ -17,8 +17,9 @@ the same settings and seeds on a phantom cohort:
   of ``--group-sizes`` triplets trained in lock-step on the cache (kept on the device).
 
 A check that the two sides agree is printed (max difference of the held-out per-lesion
-probabilities of the group-1 cells; 0 on CPU). Bundle-per-cell and search cells alternate
-in the timing loop, so load from other processes hits both alike. Printed: seconds and
+probabilities of the group-1 cells; 0 on CPU). Bundle-per-cell cells, search cells and the
+search's lock-step groups alternate within each fold of the timing loop, so load from other
+processes hits every side alike. Printed: seconds and
 cells/s per side, the speed-up, training time per patch per epoch, and the projected time of
 the full search (35 triplets x 10 folds, ``--paper-epochs`` epochs, ``--paper-patches``
 patches, 90 % of them in training).
@@ -105,8 +106,10 @@ def main() -> None:
         print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
         run_cells(cache, trips[:1], 0, folds_file, SearchSettings(max_epochs=1, batch_size=args.batch_size, image_size=args.image_size), dev)  # warm-up
     acc: dict[str, list[float]] = {"search": [], "search_epoch": [], "bundle": [], "bundle_epoch": []}
+    groups = [int(v) for v in args.group_sizes.split(",") if int(v) > 1]
+    grouped: dict[int, tuple[list[float], list[float]]] = {gs: ([], []) for gs in groups}
     max_diff = 0.0
-    for f in range(args.folds):
+    for f in range(args.folds):  # every side runs within each fold, so load from other processes hits all alike
         for trip in trips:
             t = time.perf_counter()
             res = run_cells(cache, [trip], f, folds_file, st, dev, True)
@@ -118,15 +121,15 @@ def main() -> None:
                 acc["bundle_epoch"].append(pe)
                 mine = {r["lesion_id"]: r["prob"] for r in res[0]["lesions"]}
                 max_diff = max([max_diff] + [abs(mine[k] - probs[k]) for k in mine])
-    results = {"search (group 1)": (sum(acc["search"]), float(np.mean(acc["search_epoch"])))}
-    for gs in [int(v) for v in args.group_sizes.split(",") if int(v) > 1]:
-        t = time.perf_counter()
-        per_epoch = []
-        for f in range(args.folds):
+        for gs in groups:
             for i in range(0, len(trips), gs):
+                t = time.perf_counter()
                 res = run_cells(cache, trips[i : i + gs], f, folds_file, st, dev, True)
-                per_epoch.append(res[0]["seconds"]["train_per_epoch_group"] / len(res))
-        results[f"search (group {gs})"] = (time.perf_counter() - t, float(np.mean(per_epoch)))
+                grouped[gs][0].append(time.perf_counter() - t)
+                grouped[gs][1].append(res[0]["seconds"]["train_per_epoch_group"] / len(res))
+    results = {"search (group 1)": (sum(acc["search"]), float(np.mean(acc["search_epoch"])))}
+    for gs, (secs_list, per_epoch) in grouped.items():
+        results[f"search (group {gs})"] = (sum(secs_list), float(np.mean(per_epoch)))
     if not args.skip_bundle:
         results["bundle per cell"] = (sum(acc["bundle"]), float(np.mean(acc["bundle_epoch"])))
         print(f"search cells vs bundle runs, held-out lesion probabilities: max |difference| = {max_diff:.3g}")
