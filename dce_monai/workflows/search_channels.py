@@ -363,6 +363,7 @@ def run_cells(
     output_dir: str | Path | None = None,
     manifest: str | Path = "",
     network_factory: Any = None,
+    curves: bool = False,
 ) -> list[dict[str, Any]]:
     """Train (one bundle run) and evaluate the cells ``(triplet, fold)`` for every triplet of ``group``.
 
@@ -377,10 +378,16 @@ def run_cells(
         output_dir: the run's TensorBoard folder (default: temporary).
         manifest: the cohort manifest path (recorded in the bundle config).
         network_factory: see :func:`search_workflow`.
+        curves: record learning curves (:class:`~dce_monai.handlers.epoch_curves.EpochCurves`):
+            per-epoch mean training loss and, as a diagnostic only, the held-out per-lesion AUC
+            after each epoch (evaluation mode, BatchNorm running averages, random state
+            restored: the trained model and the predictions are the same as without curves,
+            tested). The model kept is still the last epoch's.
 
     Returns:
         One result dict per triplet: held-out per-lesion probabilities (max over patches),
-        metrics at 0.5 and at the training-fold Youden threshold, losses, timings.
+        metrics at 0.5 and at the training-fold Youden threshold, losses, timings; with
+        ``curves``, ``"curves": {"train_loss": [...], "held_out_auc": [...]}`` (one value per epoch).
 
     Raises:
         ValueError: an empty training/held-out fold, a training fold with one class, or a
@@ -400,6 +407,15 @@ def run_cells(
     if len(train_classes) < 2:
         raise ValueError(f"fold {fold}: the training patients hold one class only ({train_classes}); use a smaller k.")
     wf = search_workflow(cache, group, fold, folds_file, st, device, amp, output_dir, manifest, network_factory)
+    recorder = None
+    if curves:
+        from dce_monai.handlers.epoch_curves import EpochCurves
+
+        dev = torch.device(device)
+        recorder = EpochCurves(wf.parser.get_parsed_content("network"), wf.parser.get_parsed_content("loss"),
+                               score=lambda: _held_out_aucs(wf, len(group)),
+                               devices=[dev.index or 0] if dev.type == "cuda" else [])
+        recorder.attach(wf.parser.get_parsed_content("train#trainer"))
     t0 = time.perf_counter()
     wf.run()
     t_train = time.perf_counter() - t0
@@ -426,7 +442,25 @@ def run_cells(
             "seconds": {"train_group": t_train, "train_per_epoch_group": t_train / st.max_epochs, "group_size": len(group), "predict": t_pred},
             "device": str(device),
         })
+        if recorder is not None:
+            results[-1]["curves"] = {"train_loss": [e[j] if j < len(e) else math.nan for e in recorder.train_loss],
+                                     "held_out_auc": [e[j] for e in recorder.held_out]}
     return results
+
+
+def _held_out_aucs(wf: Any, n_members: int) -> list[float]:
+    """Per-lesion (max) AUC of the held-out fold for each member, NaN where the scores are not finite."""
+    from dce_monai.metrics.stats import roc_auc
+
+    probs, lids, pids, labels = predict_group(wf, "test")
+    out = []
+    for j in range(n_members):
+        if not np.all(np.isfinite(probs[:, j])):
+            out.append(math.nan)
+            continue
+        rows = _lesion_scores(probs[:, j], lids, pids, labels)
+        out.append(roc_auc([r["label"] for r in rows], [r["prob"] for r in rows]))
+    return out
 
 
 # ----------------------------------------------------------------------------- cells on disk
@@ -450,15 +484,15 @@ def _worker_init(cache_path: str, threads: int) -> None:
 
 
 def _worker_task(args: tuple[Any, ...]) -> list[str]:
-    group, fold, folds_file, st, cells_dir, fingerprint, runs_dir, manifest = args
-    return _run_and_write(_WORKER["cache"], group, fold, folds_file, st, "cpu", False, Path(cells_dir), fingerprint, runs_dir, manifest)
+    group, fold, folds_file, st, cells_dir, fingerprint, runs_dir, manifest, curves = args
+    return _run_and_write(_WORKER["cache"], group, fold, folds_file, st, "cpu", False, Path(cells_dir), fingerprint, runs_dir, manifest, curves=curves)
 
 
 def _run_and_write(cache: PatchCache, group: Sequence[Sequence[str]], fold: int, folds_file: str | Path, st: SearchSettings, device: str, amp: bool,
                    cells_dir: Path, fingerprint: str, runs_dir: str | Path | None = None, manifest: str | Path = "",
-                   network_factory: Any = None) -> list[str]:
+                   network_factory: Any = None, curves: bool = False) -> list[str]:
     tb = None if runs_dir is None else Path(runs_dir) / f"fold{fold}__{'__'.join(triplet_name(t) for t in group)}"
-    results = run_cells(cache, group, fold, folds_file, st, device, amp, tb, manifest, network_factory)
+    results = run_cells(cache, group, fold, folds_file, st, device, amp, tb, manifest, network_factory, curves)
     names = []
     for r in results:
         name = cell_name(r["triplet"], fold)
@@ -561,6 +595,7 @@ def run_search(
     progress: bool = True,
     skip_invalid: bool = False,
     network_factory: Any = None,
+    curves: bool = False,
     **settings: Any,
 ) -> dict[str, Any]:
     """Run (this shard of) the channel search; finished cells are skipped, half-written ones redone.
@@ -586,6 +621,8 @@ def run_search(
         progress: progress bars.
         network_factory: replaces the bundle's network (see :func:`search_workflow`; its
             qualified name is part of the cells' fingerprint); CPU serial runs only.
+        curves: keep per-epoch training loss and the diagnostic held-out AUC in every cell
+            (see :func:`run_cells`; results unchanged); finished cells without curves are rerun.
         **settings: further :class:`SearchSettings` fields (``learning_rate``, ``rotate_deg`` ...).
 
     Returns:
@@ -658,7 +695,11 @@ def run_search(
         write_json_atomic(run_path, run_info)
         cells = [(t, f) for t in trips for f in range(k)]
         mine = cells[sh[0] :: sh[1]] if sh else cells
-        pending = [(t, f) for t, f in mine if _read_cell(cells_dir / f"{cell_name(t, f)}.json", fingerprint) is None]
+        def _done(t: Sequence[str], f: int) -> bool:
+            c = _read_cell(cells_dir / f"{cell_name(t, f)}.json", fingerprint)
+            return c is not None and (not curves or "curves" in c)
+
+        pending = [(t, f) for t, f in mine if not _done(t, f)]
         groups: list[tuple[list[tuple[str, ...]], int]] = []
         for f in range(k):
             tf = [t for t, ff in pending if ff == f]
@@ -667,7 +708,7 @@ def run_search(
         runs_dir = out / "runs"
         if workers == 1:
             for g, f in groups:
-                _run_and_write(cache, g, f, folds_path, st, dev, amp, cells_dir, fingerprint, runs_dir, m.path, network_factory)
+                _run_and_write(cache, g, f, folds_path, st, dev, amp, cells_dir, fingerprint, runs_dir, m.path, network_factory, curves)
                 if bar:
                     bar.update(len(g))
         else:
@@ -677,7 +718,7 @@ def run_search(
 
             threads = resolve_threads(None, workers)  # the CPUs this process may use, shared among the workers
             with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(str(cache.path), threads)) as ex:
-                futs = [ex.submit(_worker_task, (g, f, str(folds_path), st, str(cells_dir), fingerprint, str(runs_dir), str(m.path))) for g, f in groups]
+                futs = [ex.submit(_worker_task, (g, f, str(folds_path), st, str(cells_dir), fingerprint, str(runs_dir), str(m.path), curves)) for g, f in groups]
                 for fu in futs:
                     done = fu.result()
                     if bar:

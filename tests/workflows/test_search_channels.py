@@ -483,3 +483,32 @@ def test_search_refuses_a_folder_in_use(cohort, tmp_path):
     with pytest.raises(ValueError, match=r"in use by another search-channels run"):
         run_search(cohort, tmp_path, triplets=[("T1pre", "T1post1", "sub")], k=2, max_epochs=1, image_size=32, patch_size=16, progress=False)
     assert not (tmp_path / "cells").exists() or not list((tmp_path / "cells").iterdir())
+
+
+def test_curves_leave_the_cells_unchanged(cohort, tmp_path):
+    """Learning curves (per-epoch loss, diagnostic held-out AUC after each epoch) are recorded
+    without changing a single prediction: same batches, same weights, same model kept."""
+    run_search(cohort, tmp_path / "c", triplets=TRIPS[:2], group_size=2, curves=True, **{**FAST, "max_epochs": 2})
+    run_search(cohort, tmp_path / "n", triplets=TRIPS[:2], group_size=2, **{**FAST, "max_epochs": 2})
+    for t in TRIPS[:2]:
+        for f in range(FAST["k"]):
+            with_c = json.loads((tmp_path / "c" / "cells" / f"{cell_name(t, f)}.json").read_text())
+            without = json.loads((tmp_path / "n" / "cells" / f"{cell_name(t, f)}.json").read_text())
+            assert with_c["lesions"] == without["lesions"] and with_c["final_loss"] == without["final_loss"]
+            cur = with_c.pop("curves")
+            assert "curves" not in without
+            assert len(cur["train_loss"]) == len(cur["held_out_auc"]) == 2
+            assert all(math.isfinite(v) and v > 0 for v in cur["train_loss"])
+            assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in cur["held_out_auc"])
+
+
+def test_cells_without_curves_rerun_when_curves_are_asked(cohort, small_run, tmp_path):
+    import shutil
+
+    shutil.copytree(small_run, tmp_path / "s")
+    summary = run_search(cohort, tmp_path / "s", triplets=TRIPS, group_size=1, curves=True, **FAST)
+    assert summary["cells_run"] == summary["cells_total"] == 6
+    again = run_search(cohort, tmp_path / "s", triplets=TRIPS, group_size=1, curves=True, **FAST)
+    assert again["cells_run"] == 0
+    cell = json.loads((tmp_path / "s" / "cells" / f"{cell_name(TRIPS[0], 0)}.json").read_text())
+    assert len(cell["curves"]["train_loss"]) == 1
