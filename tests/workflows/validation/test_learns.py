@@ -44,7 +44,8 @@ def test_rerun_uses_the_cache(section):
     out, sec = section
     again = learns.run(out, quick=True, progress=False)
     assert again.extra["rows"] == sec.extra["rows"]
-    assert "0 cells trained now" in again.body
+    assert "(0 cells trained, 2 cached)" in again.body
+    assert again.seconds == sec.seconds and "Timings of the run that trained the cells (2 cells)" in again.body
 
 
 def test_other_cohort_settings_refused(section):
