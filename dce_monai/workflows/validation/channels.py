@@ -291,5 +291,6 @@ def _reading(per_seed: dict[int, dict[str, Any]], verdict: str, st: ChannelsSett
                  f"and the last-epoch training loss stays near chance (ln 2 = 0.693; mean over cells up to {fmt(max(per_seed[s]['last_epoch_loss'][1] for s in stuck))}): "
                  "the ResNet34 from random weights has not started to learn, so its ranking is noise. On the development cohort (settings above) "
                  "learning started after about 150 steps and one model of 420 steps reached held-out AUC 0.83 in 460 s; the search here "
-                 f"({len(per_seed)} seeds x {len(st.triplets)} triplets x {st.k} folds) at that length is hours of CPU, minutes on a GPU.")
+                 f"({len(per_seed)} seeds x {len(st.triplets)} triplets x {st.k} folds = {len(per_seed) * len(st.triplets) * st.k} models) at that length "
+                 f"projects to about {len(per_seed) * len(st.triplets) * st.k * 460 / 2 / 3600:.1f} h on this machine with 2 workers.")
     return text
