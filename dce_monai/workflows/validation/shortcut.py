@@ -180,7 +180,7 @@ def _train_eval(data: dict[str, Any], split: dict[str, str], seed: int, s: dict[
         opt.zero_grad()
         parts_["loss"].backward()
         opt.step()
-        dice_log.append(float(parts_["dice"]))
+        dice_log.append(float(parts_["dice"].detach()))
     net.eval()
     probs, att = [], []
     with torch.no_grad():
