@@ -356,7 +356,7 @@ def _section(out: Path, s: dict[str, Any], results: dict[str, dict[str, dict[str
              f"a uniform CAM would give the mask's share of the window, {share:.4f}.", "",
              "| row | CAM grid | λ | attention in mask (external) | AUC held-out (shortcut present) | AUC external (no shortcut) | train Dice (last 10 % of steps) |",
              "|---|---|---:|---|---|---|---|"]
-    for row, (crop, lam, blocks) in ROWS.items():
+    for row, (_crop, lam, blocks) in ROWS.items():
         grid = "x".join(str(-(-int(v) // 2 ** (blocks - 1))) for v in s["spatial_size"])
         cells = []
         for k in keys:
