@@ -16,7 +16,7 @@ from monai.utils import look_up_option
 from dce_monai.handlers.outputs import as_list as _as_list
 from dce_monai.handlers.outputs import positive_prob as _positive_prob
 from dce_monai.metrics.aggregation import aggregate_by_lesion
-from dce_monai.metrics.results import SPLITS, write_predictions
+from dce_monai.metrics.results import SPLITS, reject_val_split, write_predictions
 from dce_monai.utils.distributed import is_rank0
 
 __all__ = ["SPLITS_WRITTEN", "LrToMetrics", "MetricsJsonWriter", "PredictionsWriter"]
@@ -57,9 +57,7 @@ class PredictionsWriter:
                  fold: int | str = 0, split: str = "test", reduction: str = "max") -> None:
         self.filename = Path(filename)
         self.experiment, self.model, self.fold = str(experiment), str(model), fold
-        if split == "val":
-            raise ValueError(f"{self.filename}: split 'val' is the inner validation split of the training patients, which is never "
-                             f"a result; use one of {SPLITS_WRITTEN} (the held-out fold of cross-validation is 'test').")
+        reject_val_split(split, str(self.filename))
         self.split = look_up_option(split, SPLITS_WRITTEN)
         self.reduction = look_up_option(reduction, ("max", "mean"))
         self.rows: list[dict[str, Any]] = []

@@ -37,7 +37,7 @@ import numpy as np
 from dce_monai.metrics.collapse import score_collapse
 from dce_monai.metrics.stats import binary_metrics, bootstrap_ci
 
-__all__ = ["COLUMNS", "HELD_OUT_SPLITS", "OLD_SPLIT_NAMES", "SPLITS", "OldSplitNameError", "format_markdown_table", "read_predictions", "summarize", "write_predictions", "write_table"]
+__all__ = ["COLUMNS", "HELD_OUT_SPLITS", "OLD_SPLIT_NAMES", "SPLITS", "OldSplitNameError", "format_markdown_table", "reject_val_split", "read_predictions", "summarize", "write_predictions", "write_table"]
 
 COLUMNS = ("experiment", "model", "fold", "split", "patient_id", "lesion_id", "label", "prob")
 SPLITS = ("train", "test", "external", "inference")
@@ -61,6 +61,19 @@ _OLD_SPLIT_REMEDY = ("Re-run the workflow that wrote it with this version (for s
                      "first, in a compare-masking file, its independent cohort's `test` -> `external`.")
 
 
+def reject_val_split(split: str, where: str) -> None:
+    """Refuse ``split="val"`` for a predictions row: the inner validation split is never a result.
+
+    Shared by the reader/writer of predictions tables and :class:`dce_monai.handlers.writers.PredictionsWriter`.
+
+    Raises:
+        ValueError: ``split`` is ``"val"`` (``where`` names the file or row).
+    """
+    if split == "val":
+        raise ValueError(f"{where}: split 'val' is the inner validation split of the training patients, which is never a result; "
+                         f"predictions rows have split {SPLITS} (the held-out fold is 'test', an independent cohort 'external').")
+
+
 def _check_row(row: Mapping[str, Any], where: str, reading: bool = False) -> dict[str, Any]:
     missing = [c for c in COLUMNS if c not in row]
     if missing:
@@ -75,9 +88,7 @@ def _check_row(row: Mapping[str, Any], where: str, reading: bool = False) -> dic
             f"{where}: split {out['split']!r} is how an older dce_monai version named {OLD_SPLIT_NAMES[str(out['split'])]}; "
             f"the splits are now {SPLITS}. {_OLD_SPLIT_REMEDY}"
         )
-    if str(out["split"]) == "val":
-        raise ValueError(f"{where}: split 'val' is the inner validation split of the training patients, which is never a result; "
-                         f"predictions rows have split {SPLITS} (the held-out fold is 'test', an independent cohort 'external').")
+    reject_val_split(str(out["split"]), where)
     if str(out["split"]) not in SPLITS:
         raise ValueError(f"{where}: split must be one of {SPLITS}, got {out['split']!r}.")
     try:
