@@ -237,7 +237,7 @@ def run(out: Path, quick: bool = False, progress: bool = True, settings: Channel
               "| triplet | kind | " + " | ".join(f"seed {s}" for s in per_seed) + " |", "|---|---|" + "---|" * len(per_seed)]
     for t in names:
         cells = []
-        for s, r in per_seed.items():
+        for r in per_seed.values():
             row = next(x for x in r["ranking"] if x["triplet"] == t)
             p = r["delong_vs_uninformative"].get(t, {}).get("p")
             cells.append(f"#{row['rank']}: {fmt(row['auc'])} [{fmt(row['auc_ci'][0])}, {fmt(row['auc_ci'][1])}]" + ("" if p is None else f", p = {fmt(p, 4)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -68,15 +69,17 @@ def lesion_scores(predictions: Path, model: str) -> dict[str, tuple[int, float, 
     return out
 
 
-def search_curves(search_dir: Path, triplet: str, k: int) -> list[dict[str, Any]]:
+def search_curves(search_dir: Path, triplet: Sequence[str], k: int) -> list[dict[str, Any]]:
     """Per-fold learning curves of one triplet from the search's cells (``[{"fold", "train_loss", "held_out_auc", "final_auc"}]``).
 
     Raises:
         ValueError: a cell without curves (the search ran without ``curves=True``).
     """
+    from dce_monai.workflows.search_channels import cell_name
+
     out = []
     for f in range(k):
-        path = search_dir / "cells" / f"{triplet}__fold{f}.json"
+        path = search_dir / "cells" / f"{cell_name(triplet, f)}.json"
         cell = json.loads(path.read_text())
         if "curves" not in cell:
             raise ValueError(f"{path} holds no learning curves; rerun the search with curves=True.")

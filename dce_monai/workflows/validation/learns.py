@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -206,7 +206,7 @@ def run(out: Path, quick: bool = False, progress: bool = True, settings: LearnsS
         ci_m = bootstrap_ci(y, p_model, "auc", n_boot=st.n_boot, seed=st.seed, groups=g)
         ci_b = bootstrap_ci(y, p_base, "auc", n_boot=st.n_boot, seed=st.seed, groups=g)
         dl = delong_test(y, p_model, p_base)
-        curves[name] = search_curves(out / "search", name, st.k)
+        curves[name] = search_curves(out / "search", t, st.k)
         rows.append({"triplet": name, "n_lesions": len(ids), "n_malignant": int(y.sum()), "auc": auc_m, "auc_ci": list(ci_m),
                      "baseline_auc": auc_b, "baseline_ci": list(ci_b), "delta": auc_m - auc_b, "delong_p": dl["p"],
                      "within_margin": bool(auc_m >= auc_b - st.margin),
@@ -231,7 +231,7 @@ def run(out: Path, quick: bool = False, progress: bool = True, settings: LearnsS
     lines.append(f"| kinetic baseline (`{BASELINE_MODEL}`), all its lesions | {base_all['n']} ({base_all['n_pos']}) | {fmt(base_all['auc'])} "
                  f"[{fmt(base_all['ci'][0])}, {fmt(base_all['ci'][1])}] | | | | | |")
     body = "\n".join(lines) + "\n\n" + (
-        f"Per-fold held-out AUC of the final models: "
+        "Per-fold held-out AUC of the final models: "
         + "; ".join(f"{r['triplet'].replace('+', ', ')}: {', '.join(fmt(v) for v in r['fold_auc'])}" for r in rows)
         + f". Timings of the run that trained the cells ({timing['cells_trained']} cells): cohort {timing['cohort']:.0f} s, seed 1 training and scoring "
         f"{timing['search']:.0f} s, baseline {timing['baseline']:.0f} s, in all {timing['total']:.0f} s; this run: {seconds:.0f} s "
