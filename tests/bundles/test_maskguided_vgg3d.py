@@ -98,7 +98,7 @@ def test_evaluate_and_inference(trained: Path, bundle_cohort: dict) -> None:
     metrics = json.loads((trained / "eval" / "metrics.json").read_text())
     assert {k: metrics[k] for k in ("experiment", "model", "fold", "split", "channels")} == {
         "experiment": "maskguided_vgg3d", "model": "mask_guided", "fold": 0, "split": "test", "channels": ["T1post1"]}
-    assert 0.0 <= metrics["metrics"]["val_attention_in_mask"] <= 1.0  # voxel-wise: not recomputable from the CSV
+    assert 0.0 <= metrics["metrics"]["attention_in_mask"] <= 1.0  # voxel-wise: not recomputable from the CSV
     # metrics.json must be what its own predictions.csv gives: one row per held-out lesion (fold 0's
     # patients, labels from the manifest), per-lesion AUC and threshold-0.5 figures recomputed here
     from dce_monai.data.folds import read_folds
@@ -113,11 +113,11 @@ def test_evaluate_and_inference(trained: Path, bundle_cohort: dict) -> None:
     assert all(int(r["label"]) == truth[r["lesion_id"]] for r in held)
     ref = binary_metrics([int(r["label"]) for r in held], [float(r["prob"]) for r in held], threshold=0.5)
     got = metrics["metrics"]
-    assert got["val_auc"] == pytest.approx(ref["auc"], abs=1e-6)
-    assert got["val_auc_sensitivity"] == pytest.approx(ref["sensitivity"], abs=1e-6)
-    assert got["val_auc_specificity"] == pytest.approx(ref["specificity"], abs=1e-6)
-    assert got["val_auc_accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
-    assert got["val_auc_n_lesions"] == len(held) == len(truth)
+    assert got["auc"] == pytest.approx(ref["auc"], abs=1e-6)
+    assert got["auc_sensitivity"] == pytest.approx(ref["sensitivity"], abs=1e-6)
+    assert got["auc_specificity"] == pytest.approx(ref["specificity"], abs=1e-6)
+    assert got["auc_accuracy"] == pytest.approx(ref["accuracy"], abs=1e-6)
+    assert got["auc_n_lesions"] == len(held) == len(truth)
     out = trained / "inf"
     _run(_workflow(["train.json", "inference.json"], trained, bundle_cohort, variant="mask_guided", folds=None,
                    output_dir=str(out)))

@@ -125,7 +125,7 @@ def test_evaluate_and_inference_write_tables(trained, bundle_cohort):
     from dce_monai.metrics.stats import binary_metrics
 
     assert metrics["split"] == "test"
-    assert metrics["metrics"]["val_auc"] == pytest.approx(binary_metrics([r["label"] for r in rows], [r["prob"] for r in rows])["auc"], abs=1e-9)
+    assert metrics["metrics"]["auc"] == pytest.approx(binary_metrics([r["label"] for r in rows], [r["prob"] for r in rows])["auc"], abs=1e-9)
     fold0 = set(json.loads(Path(bundle_cohort["folds"]).read_text())["folds"][0])
     assert rows and {r["patient_id"] for r in rows} <= fold0
     assert {(r["split"], r["fold"]) for r in rows} == {("test", 0)}  # held-out fold 0

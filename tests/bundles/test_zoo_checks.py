@@ -237,7 +237,7 @@ def test_zoo_unit_test_train_evaluate_infer(name: str, bundle_cohort: dict, tmp_
     # evaluate.json overrides train.json: a train-type workflow, as the zoo's unit tests run it
     _check_workflow(ConfigWorkflow(workflow_type="train", config_file=[train, evaluate], **files, **common))
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["split"] == "test" and 0.0 <= metrics["metrics"]["val_auc"] <= 1.0
+    assert metrics["split"] == "test" and 0.0 <= metrics["metrics"]["auc"] <= 1.0
     held = read_predictions(tmp_path / "eval" / "predictions.csv")
     assert held and {(r["split"], r["fold"]) for r in held} == {("test", 0)}
     # inference: layered on train.json and standalone give the same table

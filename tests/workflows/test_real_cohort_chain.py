@@ -71,7 +71,7 @@ def test_mama_mia_chain_with_her2_target(mama_root, tmp_path, capsys):
     _bundle("breast_dce_transfer_resnet34", ["train.json"], "train", **s1)
     _bundle("breast_dce_transfer_resnet34", ["train.json", "evaluate.json"], "infer", **s1)
     metrics = json.loads((tmp_path / "s1" / "metrics.json").read_text())
-    assert 0.0 <= metrics["metrics"]["val_auc"] <= 1.0
+    assert 0.0 <= metrics["metrics"]["auc"] <= 1.0
     _bundle("breast_dce_transfer_resnet34", ["inference.json"], "infer", **{**s1, "folds": None, "predictions_file": str(tmp_path / "s1_all.csv")})
     assert len(list(csv.DictReader(open(tmp_path / "s1_all.csv")))) == len(data["patients"])  # one lesion per patient
 
