@@ -241,3 +241,29 @@ def test_corrupt_cell_is_named_and_recomputed(finished: Path, cohort: Path, capl
     assert any(str(cell) in r.getMessage() and "corrupt or half-written" in r.getMessage() for r in caplog.records)
     again = json.loads(cell.read_text())
     assert again["complete"] and again["fingerprint"] == good["fingerprint"]
+
+
+def test_each_lesion_is_preprocessed_once_per_pipeline(cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training, validation and both inference passes of every cell share one preprocessing per lesion;
+    a second run (other settings, every cell retrained) over the same cache preprocesses nothing."""
+    from dce_monai import transforms as T
+    from dce_monai.data.manifest import load_manifest
+
+    calls: list[str] = []
+    original = T.FuzzyCMeansMaskd.__call__
+
+    def counted(self, data, *a, **k):  # type: ignore[no-untyped-def]
+        calls.append(str(data.get("lesion_id")))
+        return original(self, data, *a, **k)
+
+    monkeypatch.setattr(T.FuzzyCMeansMaskd, "__call__", counted)
+    cache = tmp_path / "cache"
+    over = {"max_epochs": 1, "spatial_size": [32, 32, 16], "batch_size": 2, "vgg_channels": [4, 8]}
+    cm.run_compare_masking(cohort, tmp_path / "a", k=2, variants=["no_mask", "mask_guided"], overrides=over, cache_dir=cache, progress=False)
+    lesions = [str(d["lesion_id"]) for d in load_manifest(cohort).to_datalist(level="lesion")]
+    # no_mask and mask_guided crop the same window: one pipeline, one preprocessing per lesion for 4 cells
+    assert sorted(calls) == sorted(lesions)
+    calls.clear()
+    cm.run_compare_masking(cohort, tmp_path / "b", k=2, variants=["no_mask", "mask_guided"], overrides={**over, "max_epochs": 2},
+                           cache_dir=cache, progress=False)
+    assert calls == []
