@@ -29,10 +29,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
-# Benchmarks print ratios against peers measured in the same run (docs/benchmarks.md).
+# Benchmarks print ratios against peers measured in the same run (docs/benchmarks.md): every
+# script at its defaults (demo size), then the full-size cases (448-512 voxels in-plane, ~150
+# slices) and FCM at 1e7 voxels. About 20 minutes on 2 free cores.
+BENCH_FULL = "bench_n4.py --size full --seeds 0 5" "bench_end_to_end.py --grid full --repeats 1" "bench_fcm.py --voxels 10000000"
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in $(BENCH_FULL); do echo "== benchmarks/$$b"; $(PY) benchmarks/$$b || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dce_monai tests benchmarks

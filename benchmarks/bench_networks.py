@@ -89,7 +89,7 @@ def resnet(dev: str, repeats: int, batch: int, compile_: bool, epochs: int) -> N
           f"{PAPER_MS_PER_PATCH / (1e3 / best[2]):.0f}x per patch at batch {batch})")
     fold_s = PAPER_TRAIN_PATCHES_PER_FOLD * epochs / best[3]
     print(f"projected training time per fold ({PAPER_TRAIN_PATCHES_PER_FOLD} patches x {epochs} epochs at "
-          f"{best[3]:.0f} img/s): {fold_s:.1f} s vs the paper's {PAPER_S_PER_FOLD:.0f} s ({PAPER_S_PER_FOLD / fold_s:.1f}x)")
+          f"{best[3]:.0f} img/s): {fold_s:.1f} s vs the paper's {PAPER_S_PER_FOLD:.0f} s ({PAPER_S_PER_FOLD / fold_s:.2g}x)")
 
 
 def vgg(dev: str, repeats: int, batch: int, shape: tuple[int, int, int], channels: tuple[int, ...]) -> None:

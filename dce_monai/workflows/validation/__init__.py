@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXPERIMENTS", "Section", "add_cli_arguments", "cli_main", "render_page", "run_validation"]
+__all__ = ["EXPERIMENTS", "PAPER_SCALE", "Section", "add_cli_arguments", "cli_main", "render_page", "run_validation"]
 
 # name -> module (imported only when run, so one experiment's imports never slow another)
 EXPERIMENTS: dict[str, str] = {
@@ -139,8 +139,43 @@ def render_page(sections: dict[str, Section], page: Path, quick: bool = False) -
             shutil.copyfile(src, dst)
             lines += [f"![{caption}](img/{dst.name})", "", f"*{caption}*", ""]
         lines += [f"**Reading ({s.verdict}).** {s.reading}"]
+    lines += ["", PAPER_SCALE]
     page.write_text("\n".join(lines) + "\n")
     return page
+
+
+#: The last section of the page: each paper's protocol at full scale, its command and its projected GPU time
+#: (projections from the measured figures of docs/benchmarks.md and docs/channel_search.md, not from a run).
+PAPER_SCALE = """## Paper scale, on a GPU
+
+The experiments above are scaled to what two CPU cores do in about 20 minutes each. Each paper's
+protocol at full scale is one command; none was run here (no GPU was at hand for this page).
+
+**Seed 1**, all 35 triplets x 10 patient-wise folds, 50x50 patches resized to 224x224, ImageNet
+ResNet34 from a local weights file, 15 epochs, SGD lr 1e-3 x 0.05 every 7 epochs:
+
+```bash
+dce-monai search-channels cohort/manifest.json --out search --k 10 --max-epochs 15 --image-size 224 \\
+    --patch-size 50 --device cuda --pretrained-weights resnet34-b627a593.pth
+```
+
+Projected at 1.26 h on one H100 for seed 1's cohort size (350 cells x 15 epochs x 1693 training
+patches), from per-epoch times measured with the search's former trainer
+([channel_search.md](channel_search.md)); the bundle-driven search has not been timed on a GPU.
+
+**Seed 2**, no_mask / mask_only / mask_guided x 5 patient-wise folds, Adam lr 2.5e-5, lambda 10,
+the 34-variant augmentation, 250 epochs, the bundle's VGG widths 32-64-128-256:
+
+```bash
+dce-monai compare-masking cohort/manifest.json --out masking --k 5 --max-epochs 250 \\
+    --learning-rate 2.5e-5 --spatial-size 128 128 64 --batch-size 10
+```
+
+Projected from one training step of 0.106 s (batch 10, 128x128x64, fp32, H100;
+[benchmarks.md](benchmarks.md#networks-benchmarksbench_networkspy)): with seed 2's 115 patients
+(92 training patients per fold, 9 steps per epoch, one random variant per volume and epoch as
+the bundle draws them) 2,250 steps per cell, about 4 minutes, 1 hour for the 15 cells; if every
+epoch shows all 34 variants of every volume, 34 times that (about 34 GPU-hours)."""
 
 
 def _anchor(title: str) -> str:

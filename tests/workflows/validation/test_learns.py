@@ -21,7 +21,8 @@ def test_section_tables_figure_and_numbers(section):
     assert isinstance(sec, Section) and sec.name == "learns" and sec.verdict in ("works", "partly", "does not")
     rows = sec.extra["rows"]
     assert [r["triplet"] for r in rows] == ["T1pre+T1post3+sub"] and sec.extra["quick"] is True
-    table = [ln for ln in sec.body.splitlines() if ln.startswith("| ")]
+    body = sec.body.split("How hard the cohort is")[0]
+    table = [ln for ln in body.splitlines() if ln.startswith("| ")]
     assert len(table) == 2 + len(rows)  # header, one row per triplet, the baseline's row
     for r in rows:
         line = next(ln for ln in table if ln.startswith(f"| seed 1, {r['triplet'].replace('+', ', ')} |"))
@@ -38,6 +39,17 @@ def test_section_tables_figure_and_numbers(section):
     assert path.endswith("curves.png") and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and "diagnostic" in caption
     assert "last epoch" in sec.settings and "realistic" in sec.settings
     assert (sec.verdict == "works") == all(r["within_margin"] for r in rows)
+
+
+def test_difficulty_table_is_the_baselines_own(section):
+    _, sec = section
+    groups = sec.extra["baseline_groups"]
+    assert set(groups) == {f"{m}_{f}" for m in ("logreg", "gboost") for f in ("kinetic", "shape", "combined")}
+    for model, g in groups.items():
+        line = next(ln for ln in sec.body.splitlines() if ln.startswith(f"| `{model}` |"))
+        assert f"{fmt(g['auc'])} [{fmt(g['ci'][0])}, {fmt(g['ci'][1])}]" in line
+    kin, shape = groups["logreg_kinetic"]["auc"], max(g["auc"] for g in groups.values() if g["features"] == "shape")
+    assert f"kinetic features alone give {fmt(kin)}, shape features alone at most {fmt(shape)}" in sec.reading
 
 
 def test_rerun_uses_the_cache(section):

@@ -36,6 +36,7 @@ def test_run_writes_section_and_page(fake_experiment, tmp_path, quick):
     text = page.read_text()
     assert "## Fake one" in text and "| 1 |" in text and "**Reading (works).** It does." in text
     assert ("quick settings" in text) == quick
+    assert text.rstrip().endswith(v.PAPER_SCALE) and "dce-monai search-channels" in v.PAPER_SCALE and "dce-monai compare-masking" in v.PAPER_SCALE
     assert (tmp_path / "docs" / "img" / "validation_fake_curve.png").read_bytes() == b"\x89PNG fake"
     assert '"verdict": "works"' in (tmp_path / "run" / "fake" / "section.json").read_text()
 
