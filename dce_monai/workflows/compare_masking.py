@@ -4,7 +4,8 @@ Every (variant, fold) cell trains the ``breast_dce_maskguided_vgg3d`` bundle thr
 ``monai.bundle.ConfigWorkflow`` with overrides (``--variant``, ``--fold``, epochs, size), then runs
 the bundle's inference config on the training and the held-out fold to write per-lesion
 predictions (``dce_monai.metrics.results`` format, split ``train``/``test``), and measures the
-fraction of CAM mass inside the tumour mask on the held-out fold. Finished cells
+fraction of CAM mass inside the tumour mask on the held-out fold (and on the independent cohort,
+when there is one: ``external_attention_in_mask``). Finished cells
 (``cells/<variant>_fold<k>/cell.json``, written atomically) are skipped on a re-run when their
 fingerprint (:func:`cell_settings`: variant, fold, epochs, sizes, learning rate, widths, field of
 view, seed, the folds, the manifest's content hash and the bundle configs' hashes) equals this
@@ -44,7 +45,9 @@ VARIANTS = ("no_mask", "mask_only", "mask_guided")
 BUNDLE = "breast_dce_maskguided_vgg3d"  # under dce_monai.workflows.bundle_utils.BUNDLES_DIR (the bundle folder)
 #: Version of a cell's files (``cell.json`` keys, ``predictions_<split>.csv`` names and split values), part of
 #: its settings. 2: ``train``/``test`` (held-out fold)/``external`` (independent cohort); 1 (no ``cell_format``
-#: key): the held-out fold was ``val`` and the independent cohort ``test``.
+#: key): the held-out fold was ``val`` and the independent cohort ``test``. Format-2 cells written before
+#: ``external_attention_in_mask`` was recorded lack that key and are still reused (every other figure is the
+#: same): :func:`summarize_cells` then leaves that column out, and readers take it with ``.get``.
 CELL_FORMAT = 2
 #: Prediction splits of a cell and the bundle ``split`` each is inferred on (``external``: the
 #: independent cohort's records, passed as the datalist).
@@ -149,7 +152,8 @@ def run_cell(
 
     Returns:
         The cell record (variant, fold, ``train_*``/``test_*`` (and ``external_*``) metrics, attention
-        fraction on the held-out fold, seconds).
+        fraction on the held-out fold (``attention_in_mask``) and, with ``external_records``, on the
+        independent cohort (``external_attention_in_mask``), seconds).
 
     Raises:
         ValueError: unknown variant.
@@ -202,6 +206,8 @@ def run_cell(
         inf.run()
         if split == "test":
             record["attention_in_mask"] = _attention_fraction(inf, root / "cam", title=variant)
+        elif split == "external":  # the same measure on the independent cohort (no CAM images)
+            record["external_attention_in_mask"] = _attention_fraction(inf)
         inf.finalize()
         rows = read_predictions(pred)
         m = binary_metrics([int(r["label"]) for r in rows], [float(r["prob"]) for r in rows])
@@ -255,7 +261,7 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
 
 
 def summarize_cells(cells: Sequence[dict[str, Any]], predictions: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """One row per variant: mean and SD over folds of ACC and AUC and of the attention fraction.
+    """One row per variant: mean and SD over folds of ACC and AUC and of the attention fraction(s).
 
     ``train_*``: the fold's training patients; ``test_*``: its held-out fold; ``external_*``: the
     independent cohort, when the cohort has one. ``test_collapsed_folds`` (and
@@ -276,6 +282,8 @@ def summarize_cells(cells: Sequence[dict[str, Any]], predictions: Sequence[dict[
         row: dict[str, Any] = {"variant": variant, "folds": len(sel)}
         keys = ["train_acc", "train_auc", "test_acc", "test_auc", "attention_in_mask"]
         keys += ["external_acc", "external_auc"] if all("external_auc" in c for c in sel) else []
+        # absent from format-2 cells written before it was recorded: the column is then left out
+        keys += ["external_attention_in_mask"] if all("external_attention_in_mask" in c for c in sel) else []
         for key in keys:
             m, s = _mean_sd([float(c[key]) for c in sel])
             row[f"{key}_mean"], row[f"{key}_sd"] = m, s

@@ -88,6 +88,23 @@ def test_external_cohort_evaluated(tmp_path: Path) -> None:
     external_pids = {r["patient_id"] for r in rows if r["split"] == "external"}
     assert external_pids == cohort_test and not external_pids & {r["patient_id"] for r in rows if r["split"] != "external"}
     assert {r["fold"] for r in rows if r["split"] == "external"} == {0, 1}  # every fold's model scores the whole cohort
+    import json
+
+    for fold in (0, 1):  # the attention fraction on the independent cohort, next to the held-out fold's
+        cell = json.loads((tmp_path / "out" / "cells" / f"mask_guided_fold{fold}" / "cell.json").read_text())
+        assert 0.0 <= cell["external_attention_in_mask"] <= 1.0 and 0.0 <= cell["attention_in_mask"] <= 1.0
+    assert 0.0 <= summary[0]["external_attention_in_mask_mean"] <= 1.0 and "external_attention_in_mask_mean" in text
+    assert {p.parent.name for p in (tmp_path / "out" / "cells").glob("*/cam/cam_*.png")} == {"cam"}  # the external pass writes no images
+
+
+def test_external_attention_left_out_when_a_cell_lacks_it() -> None:
+    """Format-2 cells written before `external_attention_in_mask` was recorded stay readable: the column is left out."""
+    base = {"variant": "mask_guided", "train_acc": 1.0, "train_auc": 1.0, "test_acc": 0.5, "test_auc": 0.5, "attention_in_mask": 0.1,
+            "external_acc": 0.5, "external_auc": 0.6}
+    both = cm.summarize_cells([{**base, "fold": 0, "external_attention_in_mask": 0.2}, {**base, "fold": 1, "external_attention_in_mask": 0.4}])
+    assert both[0]["external_attention_in_mask_mean"] == pytest.approx(0.3)
+    one = cm.summarize_cells([{**base, "fold": 0, "external_attention_in_mask": 0.2}, {**base, "fold": 1}])
+    assert "external_attention_in_mask_mean" not in one[0] and one[0]["external_auc_mean"] == pytest.approx(0.6)
 
 
 def test_invalid_cohort_refused_before_training(broken_cohort, tmp_path: Path) -> None:
@@ -125,6 +142,7 @@ def test_finished_cells_record_fingerprint_and_collapse(finished: Path, cohort: 
     assert set(cell["settings"]) >= {"cell_format", "variant", "fold", "seed", "manifest_sha256", "folds", "bundle_configs_sha256", "spatial_size"}
     assert cell["cell_format"] == cell["settings"]["cell_format"] == cm.CELL_FORMAT == 2
     assert "test_collapse" in cell and cell["test_span"] >= 0.0 and not [k for k in cell if k.startswith("val_")]
+    assert 0.0 <= cell["attention_in_mask"] <= 1.0 and "external_attention_in_mask" not in cell  # no independent cohort
     assert sorted(p.name for p in (finished / "cells" / "mask_guided_fold0").glob("predictions_*.csv")) == ["predictions_test.csv", "predictions_train.csv"]
     summary, md = _rerun(cohort, finished, progress=True)
     assert capsys.readouterr().out.count("done before with the same settings, skipped") == 2

@@ -3,72 +3,74 @@
 Phantom cohorts (``shortcut_site="near_lesion"``: a bright ball on the skin nearest each
 malignant lesion, inside the bundle's lesion field of view) with the shortcut present with
 every malignant lesion of the training cohort (``shortcut_train=1.0``) and absent from the
-external cohort (``shortcut_test=0.0``), one cohort per seed. The training cohort is split
-patient-wise into a fitting part and a held-out part (which still has the shortcut); the
-external cohort never trains anything.
+external cohort (manifest ``cohort: test``, ``shortcut_test=0.0``), one cohort per seed. The
+training cohort is split patient-wise into k = round(1 / heldout_fraction) folds; fold 0 is held
+out (it still has the shortcut), the other folds train; the external cohort never trains anything.
 
-Every lesion goes through the ``breast_dce_maskguided_vgg3d`` bundle's own ``preprocessing``
-(subtraction, 70 % enhancement threshold, fuzzy C-means tumour mask, crop): the lesion window
-for no_mask and mask_guided, the mask's bounding box for mask_only. The models are the bundle's
-``VGG3DCAM`` trained with :class:`dce_monai.losses.MaskGuidedLoss` (``lambda_dice = 0`` is plain
-cross-entropy) in a plain PyTorch loop on the preprocessed tensors: a ``compare-masking`` cell
-(bundle training with the 34-variant augmentation, checkpoints and three inference passes)
-took 433 s for 30 epochs at these sizes on the 2 shared cores, so 15 cells would not fit the
-page's ~20 minutes. The loop has no augmentation; the last step's model is scored (no
-selection on any evaluation split).
+Every model is a cell of the ``breast_dce_maskguided_vgg3d`` bundle run by
+:func:`dce_monai.workflows.compare_masking.run_cell`, the function ``dce-monai compare-masking``
+runs: the bundle's own preprocessing (subtraction, 70 % enhancement threshold, fuzzy C-means
+tumour mask, crop: the lesion window for no_mask and mask_guided, the mask's bounding box for
+mask_only), its 34-variant augmentation, its loss (cross-entropy; mask_guided: plus lambda x the
+soft Dice of the true class's min-max CAM with the mask), the last epoch's model scored (no
+selection on any evaluation split). ``max_epochs`` is chosen per cohort so that the number of
+optimiser steps (epochs x full batches of the fitting lesions; the bundle's loader drops the last
+partial batch) is about ``steps``. The cells of one cohort share one preprocessing cache
+(``seed<n>/preprocess_cache``), so each lesion is preprocessed once per pipeline; finished cells
+(same settings fingerprint as compare-masking's) are skipped on a re-run.
 
-Rows: ``no_mask``, ``mask_only``, ``mask_guided`` (the paper's loss: CAM of the true class,
-trilinear upsampling to the input, per-sample min-max, soft Dice with the mask, lambda 10),
-and the same two CAM models with one pooling stage fewer (``*_3blocks``: CAM grid 8x8x4
-instead of 4x4x2 at a 32x32x16 input), because the CAM grid's cell against the mask's size is
-what the probe below found to limit the paper's loss. A probe on the first seed varies the
-loss-side factors (Dice at CAM resolution, max instead of min-max normalisation, lambda, lr,
-steps) one at a time.
+Rows: ``no_mask``, ``mask_only``, ``mask_guided`` (lambda 10), and the same two CAM models with
+one pooling stage fewer (``*_3blocks``: the first three widths, CAM grid 8x8x4 instead of 4x4x2 at
+a 32x32x16 input), because the CAM grid's cell against the mask's size limits what the Dice term
+can ask of the CAM. A probe on the first seed varies one bundle setting of the mask_guided row at
+a time (lambda, learning rate, steps).
 
-Measured per (seed, row): attention inside the tumour mask (fraction of the min-max CAM's mass
-of the true class inside the mask, as ``compare-masking`` measures it) on the external cohort,
-and the AUC on the held-out part (shortcut present) and on the external cohort (absent), each
-with a 95 % bootstrap CI over patients; over seeds mean +- SD and range.
+Measured per (seed, row): attention inside the tumour mask (fraction of the true class's CAM mass
+inside the mask, ``run_cell``'s ``attention_in_mask`` on the held-out fold and
+``external_attention_in_mask`` on the external cohort), the AUC on the held-out fold (shortcut
+present) and on the external cohort (absent), each AUC with a 95 % bootstrap CI over patients,
+and for the mask-guided rows the training batches' CAM Dice over the last 10 % of steps (the
+bundle's TensorBoard tag ``train_cam_dice``); over seeds mean +- SD and range.
 """
 
 from __future__ import annotations
 
-import json
-import time
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dce_monai.workflows.validation import Section
 
-__all__ = ["ROWS", "run", "settings_for"]
+__all__ = ["PROBES", "ROWS", "run", "settings_for"]
 
-#: row -> (crop variant of the bundle, lambda_dice, number of VGG blocks)
-ROWS: dict[str, tuple[str, float, int]] = {
-    "no_mask": ("mask_guided", 0.0, 4),
-    "mask_only": ("mask_only", 0.0, 4),
-    "mask_guided": ("mask_guided", 10.0, 4),
-    "no_mask_3blocks": ("mask_guided", 0.0, 3),
-    "mask_guided_3blocks": ("mask_guided", 10.0, 3),
+#: row -> (bundle variant, number of VGG blocks: the first widths of ``settings["widths"]``)
+ROWS: dict[str, tuple[str, int]] = {
+    "no_mask": ("no_mask", 4),
+    "mask_only": ("mask_only", 4),
+    "mask_guided": ("mask_guided", 4),
+    "no_mask_3blocks": ("no_mask", 3),
+    "mask_guided_3blocks": ("mask_guided", 3),
 }
+#: lambda_dice of the mask_guided rows (seed 2's)
+LAMBDA = 10.0
 
-#: probe runs on the first seed: name -> changes against the paper's mask_guided row
+#: probe cells on the first seed: name -> bundle overrides changed against the mask_guided row
+#: (``max_epochs_factor``: the row's max_epochs times this)
 PROBES: dict[str, dict[str, Any]] = {
     "paper (mask_guided row)": {},
-    "Dice at CAM resolution (mask area-downsampled)": {"dice_resolution": "cam"},
-    "max normalisation (ReLU / max) instead of min-max": {"cam_normalization": "relu_max"},
     "lambda 100": {"lambda_dice": 100.0},
     "lr 2.5e-5 (seed 2's)": {"learning_rate": 2.5e-5},
-    "2x steps": {"steps_factor": 2},
+    "2x steps": {"max_epochs_factor": 2},
 }
 
 
 def settings_for(quick: bool) -> dict[str, Any]:
-    """The experiment's settings (``quick``: a test run in seconds, not evidence)."""
+    """The experiment's settings (``quick``: a test run in seconds, not evidence); ``steps``: the target optimiser steps."""
     if quick:
         return {"seeds": [0], "n_patients": 14, "size": "tiny", "spatial_size": [32, 32, 16], "steps": 3, "batch_size": 4,
                 "learning_rate": 1e-3, "widths": [4, 8, 8, 8], "n_boot": 20, "heldout_fraction": 0.25, "probe": ["paper (mask_guided row)", "lambda 100"]}
@@ -93,152 +95,186 @@ def _cohort(out: Path, seed: int, s: dict[str, Any], progress: bool) -> Path:
     return manifest
 
 
-def _split(manifest: Path, seed: int, heldout_fraction: float) -> dict[str, str]:
-    """patient_id -> ``fit`` / ``heldout`` (training cohort, shortcut present) / ``external`` (no shortcut)."""
-    from dce_monai.data.folds import patient_folds
-    from dce_monai.data.manifest import load_manifest
+@dataclass
+class _Cohort:
+    """One cohort seed's inputs of the cells."""
 
-    man = load_manifest(manifest)
+    seed: int
+    dir: Path
+    manifest: Path
+    folds: Path
+    external_records: list[dict[str, Any]]
+    heldout_records: list[dict[str, Any]]
+    n_fit: int
+    max_epochs: int
+    steps: int
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.dir / "preprocess_cache"
+
+
+def _prepare(sd: Path, manifest: Path, seed: int, s: dict[str, Any]) -> _Cohort:
+    """Validate the cohort, write its folds (fold 0 held out) and choose max_epochs for about ``s['steps']`` steps.
+
+    The external records are built as ``run_compare_masking`` builds them (lesions of the
+    validated manifest's ``cohort: test`` patients).
+
+    Raises:
+        ValueError: folds on disk that differ from this cohort's, folds where fold 0 or its training
+            part holds one class, or fewer fitting lesions than one batch.
+    """
+    from dce_monai.data.folds import check_fold_classes, fold_split, patient_folds, read_folds, write_folds
+    from dce_monai.data.manifest import load_manifest
+    from dce_monai.data.validate import require_valid
+
+    man = require_valid(load_manifest(manifest))
     train = man.to_datalist(level="lesion", cohort="train")
-    k = max(2, round(1 / heldout_fraction))
-    held = set(patient_folds(train, k=k, seed=seed)[0])
-    split = {r["patient_id"]: ("heldout" if r["patient_id"] in held else "fit") for r in train}
-    split.update({r["patient_id"]: "external" for r in man.to_datalist(level="lesion", cohort="test")})
-    return split
+    k = max(2, round(1 / s["heldout_fraction"]))
+    expected = patient_folds(train, k=k, seed=seed)
+    folds = sd / "folds.json"
+    if not folds.exists():
+        write_folds(expected, folds, seed=seed, k_requested=k)
+    elif read_folds(folds) != expected:
+        raise ValueError(f"{folds} holds other folds than cohort seed {seed} with k {k} gives; delete {sd} to start this seed afresh.")
+    folds_ = read_folds(folds)
+    # only fold 0 is run: its held-out patients against all the others
+    check_fold_classes(train, [folds_[0], [p for f in folds_[1:] for p in f]], source=str(folds))
+    parts = fold_split(train, folds_, 0)
+    n_fit, batch = len(parts["train"]), int(s["batch_size"])
+    if n_fit < batch:
+        raise ValueError(f"cohort seed {seed}: {n_fit} fitting lesions, fewer than one batch of {batch}; raise n_patients or lower batch_size.")
+    per_epoch = n_fit // batch  # the bundle's train loader drops the last partial batch
+    max_epochs = max(1, round(int(s["steps"]) / per_epoch))
+    return _Cohort(seed=seed, dir=sd, manifest=manifest, folds=folds, external_records=man.to_datalist(level="lesion", cohort="test"),
+                   heldout_records=parts["test"], n_fit=n_fit, max_epochs=max_epochs, steps=max_epochs * per_epoch)
 
 
-def _preprocess(out: Path, manifest: Path, crop: str, s: dict[str, Any]) -> dict[str, Any]:
-    """Every lesion through the bundle's ``preprocessing`` (variant ``crop``), cached in ``data_<crop>.pt``."""
-    path = out / f"data_{crop}.pt"
-    if path.is_file():
-        return torch.load(path, weights_only=False)
-    from dce_monai.data.folds import patient_folds, write_folds
-    from dce_monai.data.manifest import load_manifest
-    from dce_monai.workflows.bundle_utils import bundle_workflow
-
-    recs = load_manifest(manifest).to_datalist(level="lesion")
-    folds = out / "folds_unused.json"  # the bundle's train datalist needs one; these tensors ignore it
-    write_folds(patient_folds(recs, k=2, seed=0), folds, seed=0, k_requested=2)
-    wf = bundle_workflow("breast_dce_maskguided_vgg3d", ["train.json"], "train", bundle_root=str(out / "bundle_root"),
-                         manifest=str(manifest), folds=str(folds), variant=crop, validate_data=False, spatial_size=list(s["spatial_size"]))
-    pre = wf.parser.get_parsed_content("preprocessing")
-    xs, ms, ys, pids, lids = [], [], [], [], []
-    for r in recs:
-        d = pre(dict(r))
-        xs.append(torch.as_tensor(d["image"]).as_tensor().float())
-        ms.append(torch.as_tensor(d["mask"]).as_tensor().float())
-        ys.append(int(d["label"]))
-        pids.append(str(r["patient_id"]))
-        lids.append(str(r.get("lesion_id", len(lids))))
-    data = {"x": torch.stack(xs), "m": torch.stack(ms), "y": torch.tensor(ys), "patient_id": pids, "lesion_id": lids}
-    tmp = path.with_suffix(".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)
-    return data
+def _overrides(s: dict[str, Any], c: _Cohort, variant: str, blocks: int, change: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The bundle overrides of one cell (``change``: a probe's)."""
+    change = dict(change or {})
+    factor = int(change.pop("max_epochs_factor", 1))
+    o: dict[str, Any] = {"max_epochs": c.max_epochs * factor, "spatial_size": list(s["spatial_size"]), "batch_size": int(s["batch_size"]),
+                         "field_of_view": "lesion", "learning_rate": float(s["learning_rate"]), "vgg_channels": list(s["widths"])[:blocks],
+                         "seed": c.seed}
+    if variant == "mask_guided":
+        o["lambda_dice"] = LAMBDA
+    return {**o, **change}
 
 
-def _cam_for_loss(raw: torch.Tensor, size: Sequence[int], dice_resolution: str, cam_normalization: str) -> torch.Tensor:
-    if dice_resolution == "input":
-        raw = F.interpolate(raw, size=tuple(size), mode="trilinear", align_corners=False)
-    if cam_normalization == "minmax":
-        from dce_monai.networks.nets.vgg3d_cam import normalize_cam
-
-        return normalize_cam(raw)
-    r = raw.clamp_min(0)
-    return r / (r.flatten(1).max(1).values.view(-1, *([1] * (r.ndim - 1))) + 1e-6)
+def _cell_steps(c: _Cohort, overrides: dict[str, Any]) -> int:
+    return int(overrides["max_epochs"]) * (c.n_fit // int(overrides["batch_size"]))
 
 
-def _train_eval(data: dict[str, Any], split: dict[str, str], seed: int, s: dict[str, Any], lambda_dice: float, blocks: int,
-                dice_resolution: str = "input", cam_normalization: str = "minmax", learning_rate: float | None = None,
-                steps_factor: int = 1) -> tuple[dict[str, Any], Any]:
-    """Train one model on the ``fit`` lesions; (per-lesion scores and attention on every lesion, the network)."""
-    from dce_monai.losses import MaskGuidedLoss
-    from dce_monai.metrics.attention import attention_fraction
-    from dce_monai.networks import VGG3DCAM
-
-    t0 = time.perf_counter()
-    x, m, y = data["x"], data["m"], data["y"]
-    parts = [split[p] for p in data["patient_id"]]
-    fit = torch.tensor([i for i, p in enumerate(parts) if p == "fit"])
-    torch.manual_seed(seed)
-    net = VGG3DCAM(in_channels=x.shape[1], channels=list(s["widths"])[:blocks])
-    opt = torch.optim.Adam(net.parameters(), lr=learning_rate or s["learning_rate"])
-    loss_fn = MaskGuidedLoss(lambda_dice=lambda_dice)
-    g = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    dice_log: list[float] = []
-    net.train()
-    for _ in range(int(s["steps"]) * steps_factor):
-        if len(order) < s["batch_size"]:
-            order += fit[torch.randperm(len(fit), generator=g)].tolist()
-        b, order = order[: s["batch_size"]], order[s["batch_size"]:]
-        xb, yb, mb = x[b], y[b], m[b]
-        feats = net.forward_features(xb)
-        logits = net.fc(net.dropout(net.norm(torch.flatten(net.gap(feats), 1))))
-        cam = _cam_for_loss(net.cam_from_features(feats, xb, yb, normalize=False, upsample=False), xb.shape[2:], dice_resolution, cam_normalization)
-        parts_ = loss_fn.compute(logits, yb, cam, mb)
-        opt.zero_grad()
-        parts_["loss"].backward()
-        opt.step()
-        dice_log.append(float(parts_["dice"].detach()))
-    net.eval()
-    probs, att = [], []
-    with torch.no_grad():
-        for i in range(0, len(y), 16):
-            xb = x[i : i + 16]
-            probs += torch.softmax(net(xb), 1)[:, 1].tolist()
-            att += attention_fraction(net.cam(xb, class_idx=y[i : i + 16]), m[i : i + 16]).tolist()
-    tail = dice_log[-max(1, len(dice_log) // 10):]
-    rec = {"prob": probs, "attention": att, "train_dice_last10pct": float(np.mean(tail)), "seconds": round(time.perf_counter() - t0, 1)}
-    return rec, net
+def _slug(name: str) -> str:
+    return "probe_" + "".join(ch if ch.isalnum() else "_" for ch in name)[:40]
 
 
-def _boot_mean_ci(values: np.ndarray, groups: list[str], n_boot: int, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile bootstrap CI of a per-lesion mean, whole patients resampled."""
-    ids = sorted(set(groups))
-    members = [np.array([i for i, g in enumerate(groups) if g == p]) for p in ids]
-    rng = np.random.default_rng(seed)
-    vals = [float(values[np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])].mean()) for _ in range(n_boot)]
-    lo, hi = np.quantile(vals, [0.025, 0.975])
-    return float(lo), float(hi)
+@dataclass
+class _Cell:
+    """One planned cell: where it lives, what it runs, its finished record (None: to compute)."""
+
+    cohort: _Cohort
+    name: str  # row or probe name
+    dir: Path
+    variant: str
+    overrides: dict[str, Any]
+    settings: dict[str, Any]
+    rec: dict[str, Any] | None
 
 
-def _score(rec: dict[str, Any], data: dict[str, Any], split: dict[str, str], n_boot: int) -> dict[str, Any]:
+def _plan(c: _Cohort, s: dict[str, Any], first: bool) -> list[_Cell]:
+    """Every cell of cohort ``c`` (rows; probes on the first seed), each checked against a finished cell in its folder.
+
+    Raises:
+        ValueError: a cell folder holding a cell of other settings (compare-masking's check), or a
+            finished cell without ``external_attention_in_mask`` (written before run_cell recorded it).
+    """
+    from dce_monai.workflows.compare_masking import _finished_cell, cell_settings
+
+    todo = [(row, c.dir / "cells" / row, variant, _overrides(s, c, variant, blocks)) for row, (variant, blocks) in ROWS.items()]
+    if first:
+        todo += [(name, c.dir / "cells" / _slug(name), "mask_guided", _overrides(s, c, "mask_guided", 4, PROBES[name]))
+                 for name in s["probe"] if PROBES[name]]  # the paper probe is the mask_guided row's cell
+    cells = []
+    for name, cell_dir, variant, o in todo:
+        st = cell_settings(c.manifest, c.folds, variant, 0, o, True)
+        rec = _finished_cell(cell_dir, st)
+        if rec is not None and "external_attention_in_mask" not in rec:
+            raise ValueError(f"{cell_dir / 'cell.json'} lacks external_attention_in_mask (written before run_cell recorded it); "
+                             f"delete {cell_dir} to recompute that cell.")
+        cells.append(_Cell(c, name, cell_dir, variant, o, st, rec))
+    return cells
+
+
+def _train_dice(cell_dir: Path) -> float:
+    """Mean ``train_cam_dice`` (the bundle's TensorBoard tag, mask-guided trainer) over the last 10 % of steps; NaN when not logged."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(cell_dir / "eval"), size_guidance={"scalars": 0})
+    acc.Reload()
+    if "train_cam_dice" not in acc.Tags().get("scalars", []):
+        return float("nan")
+    by_step = {e.step: e.value for e in acc.Scalars("train_cam_dice")}  # a resumed run's later value wins
+    vals = [by_step[k] for k in sorted(by_step)]
+    return float(np.mean(vals[-max(1, len(vals) // 10):]))
+
+
+def _score(cell: _Cell, n_boot: int) -> dict[str, Any]:
+    """A finished cell's figures: attention in mask and AUC (95 % patient-bootstrap CI) on the held-out fold and the external cohort."""
+    from dce_monai.metrics.results import read_predictions
     from dce_monai.metrics.stats import bootstrap_ci, roc_auc
 
-    y = data["y"].numpy()
-    p, a = np.asarray(rec["prob"]), np.asarray(rec["attention"])
+    rec = cell.rec or {}
     out: dict[str, Any] = {}
-    for part in ("fit", "heldout", "external"):
-        idx = [i for i, pid in enumerate(data["patient_id"]) if split[pid] == part]
-        grp = [data["patient_id"][i] for i in idx]
-        if len(set(y[idx].tolist())) == 2:
-            ci = bootstrap_ci(y[idx], p[idx], n_boot=n_boot, groups=grp, seed=0)
-            out[f"auc_{part}"], out[f"auc_{part}_ci"] = round(roc_auc(y[idx], p[idx]), 3), [round(float(ci[0]), 3), round(float(ci[1]), 3)]
+    for part, split in (("heldout", "test"), ("external", "external")):
+        rows = read_predictions(cell.dir / f"predictions_{split}.csv")
+        y = np.array([int(r["label"]) for r in rows])
+        p = np.array([float(r["prob"]) for r in rows])
+        grp = [str(r["patient_id"]) for r in rows]
+        if len(set(y.tolist())) == 2:
+            ci = bootstrap_ci(y, p, n_boot=n_boot, groups=grp, seed=0)
+            out[f"auc_{part}"], out[f"auc_{part}_ci"] = round(roc_auc(y, p), 3), [round(float(ci[0]), 3), round(float(ci[1]), 3)]
         else:
             out[f"auc_{part}"], out[f"auc_{part}_ci"] = float("nan"), [float("nan"), float("nan")]
-        out[f"attention_{part}"] = round(float(a[idx].mean()), 4)
-        out[f"attention_{part}_ci"] = [round(v, 4) for v in _boot_mean_ci(a[idx], grp, n_boot)]
-        out[f"n_{part}"] = len(idx)
-    out["mask_share_external"] = round(float(data["m"][[i for i, pid in enumerate(data["patient_id"]) if split[pid] == "external"]].mean()), 4)
+        out[f"n_{part}"] = len(rows)
+    out["attention_heldout"] = round(float(rec["attention_in_mask"]), 4)
+    out["attention_external"] = round(float(rec["external_attention_in_mask"]), 4)
+    dice = _train_dice(cell.dir) if cell.variant == "mask_guided" else float("nan")
+    out["train_dice_last10pct"] = dice if math.isnan(dice) else round(dice, 4)
+    out["steps"] = _cell_steps(cell.cohort, cell.overrides)
+    out["max_epochs"] = int(cell.overrides["max_epochs"])
+    out["seconds"] = float(rec["seconds"])
     return out
 
 
-def _cached(path: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    if path.is_file():
-        rec = json.loads(path.read_text())
-        if rec.get("settings") == settings:
-            return rec
-    return None
+def _bundle_model(cell: _Cell, records: list[dict[str, Any]], load: bool = True) -> tuple[Any, Any]:
+    """``(network, dataset)`` of a cell through the bundle (train.json + inference.json, as ``_attention_fraction``
+    reads them): its network with the cell's ``models/model.pt`` (``load``) and ``records`` preprocessed by its
+    pipeline from the cohort's cache."""
+    from dce_monai.workflows.compare_masking import _workflow
+
+    c = cell.cohort
+    inf = _workflow(["train.json", "inference.json"], cell.dir, "infer",
+                    {"manifest": str(c.manifest), "folds": str(c.folds), "fold": 0, "variant": cell.variant, "validate_data": False,
+                     "cache_dir": str(c.cache_dir), **cell.overrides, "datalist": records})
+    net = inf.parser.get_parsed_content("network")
+    if load:
+        ckpt = cell.dir / "models" / "model.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{cell.name}: the cell's final model {str(ckpt)!r} does not exist; delete {cell.dir} to recompute the cell.")
+        state = torch.load(ckpt, map_location=next(net.parameters()).device, weights_only=True)
+        net.load_state_dict(state["model"] if set(state) == {"model"} else state)  # CheckpointSaver stores a lone object's state_dict
+    return net.eval(), inf.parser.get_parsed_content("dataset")
 
 
-def _write(path: Path, rec: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rec))
-    tmp.replace(path)
+def _mask_share(cell: _Cell) -> float:
+    """Mean share of the window inside the tumour mask over the external lesions (what a uniform CAM scores)."""
+    _, ds = _bundle_model(cell, cell.cohort.external_records, load=False)
+    return float(np.mean([float(torch.as_tensor(item["mask"]).float().mean()) for item in ds]))
 
 
-def _panel(path: Path, models: dict[str, tuple[dict[str, Any], dict[str, Any]]], split: dict[str, str], seed: int) -> tuple[Path, str]:
+def _panel(path: Path, cells: dict[str, _Cell]) -> tuple[Path, str]:
     """Per row: one held-out malignant lesion (shortcut present), image MIP with the CAM's max projection, mask outlined."""
     import matplotlib
 
@@ -247,27 +283,30 @@ def _panel(path: Path, models: dict[str, tuple[dict[str, Any], dict[str, Any]]],
 
     from dce_monai.handlers.cam_images import cam_overlay
 
-    ref = models["no_mask"][1]
-    cand = [i for i, (pid, yy) in enumerate(zip(ref["patient_id"], ref["y"].tolist())) if split[pid] == "heldout" and yy == 1]
-    lid = ref["lesion_id"][cand[0]] if cand else ref["lesion_id"][0]
-    fig, ax = plt.subplots(1, len(models), figsize=(2.6 * len(models), 3.1))
-    for a, (row, (net_state, data)) in zip(np.atleast_1d(ax), models.items()):
-        i = data["lesion_id"].index(lid)
-        net = net_state["net"]
+    c = next(iter(cells.values())).cohort
+    malignant = [r for r in c.heldout_records if int(r["label"]) == 1]
+    rec = (malignant or c.heldout_records)[0]
+    lid = str(rec.get("lesion_id", ""))
+    fig, ax = plt.subplots(1, len(cells), figsize=(2.6 * len(cells), 3.1))
+    for a, (row, cell) in zip(np.atleast_1d(ax), cells.items()):
+        net, ds = _bundle_model(cell, [rec])
+        item = ds[0]
+        x = torch.as_tensor(item["image"]).as_tensor()[None].float()
+        m = torch.as_tensor(item["mask"]).as_tensor()[0].float()
         with torch.no_grad():
-            cam = net.cam(data["x"][i : i + 1], class_idx=data["y"][i : i + 1])[0, 0]
-        frac = float((cam * data["m"][i, 0]).sum() / cam.sum())
-        img = data["x"][i, 0].amax(-1)
-        a.imshow(cam_overlay(img.T, cam.amax(-1).T, (data["m"][i, 0].amax(-1) > 0).float().T))
+            dev = next(net.parameters()).device
+            cam = net.cam(x.to(dev), class_idx=torch.as_tensor([int(item["label"])], device=dev))[0, 0].cpu()
+        frac = float((cam * m).sum() / cam.sum())
+        a.imshow(cam_overlay(x[0, 0].amax(-1).T, cam.amax(-1).T, (m.amax(-1) > 0).float().T))
         a.set_title(f"{row}\nin mask {frac:.2f}", fontsize=8)
         a.axis("off")
-    fig.suptitle(f"seed {seed}, held-out malignant lesion {lid} (shortcut present): MIP, CAM max projection, mask in green", fontsize=8)
+    fig.suptitle(f"seed {c.seed}, held-out malignant lesion {lid} (shortcut present): MIP, CAM max projection, mask in green", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path, (f"CAM of the true class (max projection over z, on the image's MIP) of each row's model for one held-out malignant "
-                  f"lesion ({lid}, seed {seed}) whose window holds the near-lesion shortcut (bright spot on the skin); green: tumour mask. "
+                  f"lesion ({lid}, seed {c.seed}) whose window holds the near-lesion shortcut (bright spot on the skin); green: tumour mask. "
                   "mask_only sees only the mask's bounding box.")
 
 
@@ -275,105 +314,104 @@ def _fmt_ci(v: float, ci: Sequence[float], nd: int = 3) -> str:
     return f"{v:.{nd}f} [{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
 
 
-def _summary(per_seed: dict[str, dict[str, dict[str, Any]]], key: str) -> dict[str, float]:
+def _summary(per_seed: dict[str, dict[str, Any]], key: str) -> dict[str, float]:
     v = np.array([per_seed[s][key] for s in per_seed], dtype=float)
-    return {"mean": round(float(np.nanmean(v)), 3), "sd": round(float(np.nanstd(v, ddof=1)) if v.size > 1 else 0.0, 3),
-            "min": round(float(np.nanmin(v)), 3), "max": round(float(np.nanmax(v)), 3)}
+    v = v[~np.isnan(v)]
+    if v.size == 0:  # not measured for this row (train Dice of a cross-entropy model)
+        return {"mean": float("nan"), "sd": float("nan"), "min": float("nan"), "max": float("nan")}
+    return {"mean": round(float(v.mean()), 3), "sd": round(float(v.std(ddof=1)) if v.size > 1 else 0.0, 3),
+            "min": round(float(v.min()), 3), "max": round(float(v.max()), 3)}
+
+
+def _fmt_summary(m: dict[str, float]) -> str:
+    """``mean ± SD [min, max]``, or ``–`` when not measured."""
+    return "–" if math.isnan(m["mean"]) else f"{m['mean']:.3f} ± {m['sd']:.3f} [{m['min']:.3f}, {m['max']:.3f}]"
+
+
+def _fmt(v: float) -> str:
+    return "–" if math.isnan(v) else f"{v:.3f}"
 
 
 def run(out: Path, quick: bool = False, progress: bool = True) -> Section:
-    """Run (resumably) and return the page section. See the module docstring."""
+    """Run (resumably) and return the page section. See the module docstring.
+
+    Every cohort is generated and every cell checked against a finished cell in its folder before
+    the first cell trains.
+    """
+    from dce_monai.workflows.compare_masking import run_cell
+
     torch.set_num_threads(1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = settings_for(quick)
-    results: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in ROWS}  # row -> seed -> scores
-    seconds = 0.0
-    panel_models: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    probe: dict[str, dict[str, Any]] = {}
-    first_split: dict[str, str] = {}
+    cohorts = []
     for seed in s["seeds"]:
         sd = out / f"seed{seed}"
-        manifest = _cohort(sd, seed, s, progress)
-        split = _split(manifest, seed, s["heldout_fraction"])
-        data = {crop: _preprocess(sd, manifest, crop, s) for crop in ("mask_guided", "mask_only")}
-        for row, (crop, lam, blocks) in ROWS.items():
-            settings = {**s, "seed": seed, "row": row, "lambda_dice": lam, "blocks": blocks, "crop": crop}
-            path = sd / f"{row}.json"
-            rec = _cached(path, settings)
-            if rec is None or not (sd / f"{row}.pt").is_file():
-                _log(progress, f"seed {seed}: training {row} ({s['steps']} steps)")
-                rec, net = _train_eval(data[crop], split, seed, s, lam, blocks)
-                torch.save(net.state_dict(), sd / f"{row}.pt")  # the CAM panel's model
-                rec.update({"settings": settings, "scores": _score(rec, data[crop], split, s["n_boot"])})
-                _write(path, rec)
-            else:
-                _log(progress, f"seed {seed}: {row} done before with the same settings, skipped")
-            seconds += rec["seconds"]  # cached models count the time they took
-            results[row][str(seed)] = {**rec["scores"], "train_dice_last10pct": round(rec["train_dice_last10pct"], 4), "seconds": rec["seconds"]}
-            sc = rec["scores"]
-            _log(progress, f"seed {seed}: {row}: attention (external) {sc['attention_external']:.3f}, AUC held-out {sc['auc_heldout']:.3f}, "
-                           f"external {sc['auc_external']:.3f}, train Dice {rec['train_dice_last10pct']:.3f}, {rec['seconds']:.0f} s")
-        if seed == s["seeds"][0]:
-            first_split = split
-            for name in s["probe"]:
-                change = PROBES[name]
-                settings = {**s, "seed": seed, "probe": name, **change}
-                path = sd / ("probe_" + "".join(c if c.isalnum() else "_" for c in name)[:40] + ".json")
-                rec = _cached(path, settings)
-                if rec is None:
-                    if not change:
-                        rec = json.loads((sd / "mask_guided.json").read_text())
-                        rec["settings"] = settings
-                    else:
-                        _log(progress, f"seed {seed}: probe '{name}'")
-                        rec, _ = _train_eval(data["mask_guided"], split, seed, {**s}, change.get("lambda_dice", 10.0), 4,
-                                          change.get("dice_resolution", "input"), change.get("cam_normalization", "minmax"),
-                                          change.get("learning_rate"), change.get("steps_factor", 1))
-                        rec.update({"settings": settings, "scores": _score(rec, data["mask_guided"], split, s["n_boot"])})
-                    _write(path, rec)
-                if change:  # the paper probe is the mask_guided row, counted there
-                    seconds += rec["seconds"]
-                probe[name] = {"attention_external": rec["scores"]["attention_external"], "auc_external": rec["scores"]["auc_external"],
-                               "train_dice_last10pct": round(rec["train_dice_last10pct"], 4)}
-            from dce_monai.networks import VGG3DCAM
-
-            for row, (crop, _, blocks) in ROWS.items():
-                net = VGG3DCAM(in_channels=data[crop]["x"].shape[1], channels=list(s["widths"])[:blocks])
-                net.load_state_dict(torch.load(sd / f"{row}.pt", weights_only=True))
-                panel_models[row] = ({"net": net.eval()}, data[crop])
-    fig = _panel(out / "cam_panel.png", panel_models, first_split, s["seeds"][0])
-    # seconds: the training time of every model on the page (cached ones included; cohort generation and preprocessing not counted)
-    return _section(out, s, results, probe, [(str(fig[0]), fig[1])], seconds, quick)
+        cohorts.append(_prepare(sd, _cohort(sd, seed, s, progress), seed, s))
+    plan = [cell for c in cohorts for cell in _plan(c, s, c.seed == s["seeds"][0])]
+    for i, cell in enumerate(plan, 1):
+        c, tag = cell.cohort, f"[{i}/{len(plan)}] seed {cell.cohort.seed}: {cell.name}"
+        if cell.rec is not None:
+            _log(progress, f"{tag}: done before with the same settings, skipped")
+            continue
+        _log(progress, f"{tag}: training, {_cell_steps(c, cell.overrides)} steps ({cell.overrides['max_epochs']} epochs x "
+                       f"{c.n_fit // int(cell.overrides['batch_size'])} batches of {c.n_fit} fitting lesions)")
+        cell.rec = run_cell(c.manifest, c.folds, cell.variant, 0, cell.dir, cell.overrides, c.external_records,
+                            settings=cell.settings, cache_dir=c.cache_dir)
+    results: dict[str, dict[str, dict[str, Any]]] = {r: {} for r in ROWS}  # row -> seed -> figures
+    probe: dict[str, dict[str, Any]] = {}
+    shares: list[float] = []
+    seconds = 0.0  # training and inference time of every cell on the page (cached cells count the time they took)
+    for cell in plan:
+        sc = _score(cell, s["n_boot"])
+        seconds += sc["seconds"]
+        if cell.name in ROWS:
+            results[cell.name][str(cell.cohort.seed)] = sc
+            _log(progress, f"seed {cell.cohort.seed}: {cell.name}: attention held-out {sc['attention_heldout']:.3f}, external "
+                           f"{sc['attention_external']:.3f}; AUC held-out {sc['auc_heldout']:.3f}, external {sc['auc_external']:.3f}; "
+                           f"{sc['steps']} steps, {sc['seconds']:.0f} s")
+        else:
+            probe[cell.name] = sc
+        if cell.name == "no_mask":
+            shares.append(_mask_share(cell))
+    first = [cell for cell in plan if cell.cohort.seed == s["seeds"][0] and cell.name in ROWS]
+    for name in s["probe"]:
+        if not PROBES[name]:
+            probe[name] = results["mask_guided"][str(s["seeds"][0])]
+    probe = {name: probe[name] for name in s["probe"]}  # in the settings' order
+    fig = _panel(out / "cam_panel.png", {cell.name: cell for cell in first})
+    steps = {str(c.seed): {"fit_lesions": c.n_fit, "max_epochs": c.max_epochs, "steps": c.steps} for c in cohorts}
+    return _section(s, results, probe, [(str(fig[0]), fig[1])], seconds, quick, float(np.mean(shares)), steps)
 
 
-def _section(out: Path, s: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]], probe: dict[str, dict[str, Any]],
-             figures: list[tuple[str, str]], seconds: float, quick: bool) -> Section:
-    keys = ("attention_external", "auc_heldout", "auc_external", "train_dice_last10pct")
+def _section(s: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]], probe: dict[str, dict[str, Any]],
+             figures: list[tuple[str, str]], seconds: float, quick: bool, share: float, steps: dict[str, dict[str, int]]) -> Section:
+    keys = ("attention_heldout", "attention_external", "auc_heldout", "auc_external", "train_dice_last10pct")
     summary = {row: {k: _summary(per, k) for k in keys} for row, per in results.items()}
     seeds = list(results["no_mask"])
-    share = float(np.mean([results["no_mask"][sd]["mask_share_external"] for sd in seeds]))
-    lines = ["Over seeds (mean ± SD, range in brackets); attention: share of the CAM's mass inside the tumour mask, external cohort; "
-             f"a uniform CAM would give the mask's share of the window, {share:.4f}.", "",
-             "| row | CAM grid | λ | attention in mask (external) | AUC held-out (shortcut present) | AUC external (no shortcut) | train Dice (last 10 % of steps) |",
-             "|---|---|---:|---|---|---|---|"]
-    for row, (_crop, lam, blocks) in ROWS.items():
+    lines = ["Over seeds (mean ± SD, range in brackets). Attention: share of the true class's CAM mass inside the tumour mask; "
+             f"a uniform CAM would give the mask's share of the window, {share:.4f} on the external cohort. "
+             "Train Dice: the mask-guided trainer's CAM Dice on its (augmented) training batches, last 10 % of steps.", "",
+             "| row | CAM grid | λ | attention in mask (held-out, shortcut present) | attention in mask (external) | "
+             "AUC held-out (shortcut present) | AUC external (no shortcut) | train Dice (last 10 % of steps) |",
+             "|---|---|---:|---|---|---|---|---|"]
+    for row, (variant, blocks) in ROWS.items():
         grid = "x".join(str(-(-int(v) // 2 ** (blocks - 1))) for v in s["spatial_size"])
-        cells = []
-        for k in keys:
-            m = summary[row][k]
-            cells.append(f"{m['mean']:.3f} ± {m['sd']:.3f} [{m['min']:.3f}, {m['max']:.3f}]")
-        lines.append(f"| {row} | {grid} | {lam:g} | " + " | ".join(cells) + " |")
-    lines += ["", "Per seed, with 95 % bootstrap CIs over patients (" + str(s["n_boot"]) + " resamples):", "",
-              "| seed | row | attention in mask (external) | AUC held-out | AUC external |", "|---|---|---|---|---|"]
+        lam = f"{LAMBDA:g}" if variant == "mask_guided" else "–"
+        lines.append(f"| {row} | {grid} | {lam} | " + " | ".join(_fmt_summary(summary[row][k]) for k in keys) + " |")
+    lines += ["", "Per seed, AUC with 95 % bootstrap CIs over patients (" + str(s["n_boot"]) + " resamples):", "",
+              "| seed | row | steps | attention in mask (held-out) | attention in mask (external) | AUC held-out | AUC external |",
+              "|---|---|---:|---|---|---|---|"]
     for sd in seeds:
         for row in ROWS:
             r = results[row][sd]
-            lines.append(f"| {sd} | {row} | {_fmt_ci(r['attention_external'], r['attention_external_ci'])} | "
+            lines.append(f"| {sd} | {row} | {r['steps']} | {r['attention_heldout']:.3f} | {r['attention_external']:.3f} | "
                          f"{_fmt_ci(r['auc_heldout'], r['auc_heldout_ci'])} | {_fmt_ci(r['auc_external'], r['auc_external_ci'])} |")
-    lines += ["", f"Probe (seed {seeds[0]}, the mask_guided row's settings with one change each):", "",
-              "| change | attention in mask (external) | AUC external | train Dice (last 10 %) |", "|---|---|---|---|"]
-    lines += [f"| {name} | {p['attention_external']:.3f} | {p['auc_external']:.3f} | {p['train_dice_last10pct']:.3f} |" for name, p in probe.items()]
+    lines += ["", f"Probe (seed {seeds[0]}, the mask_guided row's bundle settings with one change each):", "",
+              "| change | steps | attention in mask (held-out) | attention in mask (external) | AUC external | train Dice (last 10 %) |",
+              "|---|---:|---|---|---|---|"]
+    lines += [f"| {name} | {p['steps']} | {p['attention_heldout']:.3f} | {p['attention_external']:.3f} | {p['auc_external']:.3f} | "
+              f"{_fmt(p['train_dice_last10pct'])} |" for name, p in probe.items()]
     body = "\n".join(lines) + "\n"
 
     def moved(row: str) -> bool:  # attention at least doubled against no_mask of the same depth, in every seed
@@ -388,43 +426,50 @@ def _section(out: Path, s: dict[str, Any], results: dict[str, dict[str, dict[str
     paper, deep = (moved("mask_guided"), better("mask_guided")), (moved("mask_guided_3blocks"), better("mask_guided_3blocks"))
     verdict = "works" if all(paper) else ("partly" if any(paper) or any(deep) else "does not")
     sm = summary
-    f = lambda row, k: f"{sm[row][k]['mean']:.3f}"  # noqa: E731
+    f = lambda row, k: _fmt(sm[row][k]["mean"])  # noqa: E731
     learnt = sm["no_mask"]["auc_heldout"]["mean"] - sm["no_mask"]["auc_external"]["mean"] >= 0.1
     reading = (
         ("With the shortcut in view, no_mask learns it" if learnt else "no_mask's AUC barely drops without the shortcut (it did not lean on it much)")
         + f": AUC {f('no_mask', 'auc_heldout')} on held-out patients that still carry it, "
         f"{f('no_mask', 'auc_external')} on the external cohort without it, with {f('no_mask', 'attention_external')} of its CAM inside the mask "
-        f"(uniform: {share:.4f}). The paper's loss (mask_guided) "
+        f"there (uniform: {share:.4f}; held-out: {f('no_mask', 'attention_heldout')}). The paper's loss (mask_guided) "
         + ("moves attention into the mask (at least twice no_mask's in every seed: "
            if paper[0] else "does not move attention enough to matter (not twice no_mask's in every seed: ")
-        + f"{f('mask_guided', 'attention_external')}) and "
+        + f"{f('mask_guided', 'attention_external')} on the external cohort, {f('mask_guided', 'attention_heldout')} held-out) and "
         + ("improves" if paper[1] else "does not improve")
-        + f" the external AUC ({f('mask_guided', 'auc_external')} vs {f('no_mask', 'auc_external')}); its Dice with the mask stays at "
-        f"{f('mask_guided', 'train_dice_last10pct')}. One pooling stage fewer (CAM grid 8x8x4 instead of 4x4x2, a CAM cell then about the "
-        f"lesion's size) gives attention {f('mask_guided_3blocks', 'attention_external')} vs {f('no_mask_3blocks', 'attention_external')} "
-        f"for its unguided twin and external AUC {f('mask_guided_3blocks', 'auc_external')} vs {f('no_mask_3blocks', 'auc_external')}"
+        + f" the external AUC ({f('mask_guided', 'auc_external')} vs {f('no_mask', 'auc_external')}); its CAM Dice with the mask on the "
+        f"training batches ends at {f('mask_guided', 'train_dice_last10pct')}. One pooling stage fewer (CAM grid 8x8x4 instead of 4x4x2, "
+        f"a CAM cell then about the lesion's size) gives attention {f('mask_guided_3blocks', 'attention_external')} vs "
+        f"{f('no_mask_3blocks', 'attention_external')} for its unguided twin and external AUC {f('mask_guided_3blocks', 'auc_external')} vs "
+        f"{f('no_mask_3blocks', 'auc_external')}"
         + (" (attention moved in every seed" if deep[0] else " (attention not doubled in every seed")
         + ("; AUC better)." if deep[1] else "; AUC not better).")
-        + " The probe changes one loss-side factor at a time (Dice at CAM resolution, max instead of min-max normalisation, λ, lr, steps); "
-        "compare its attention column with the paper row's. mask_only, cropped to the mask's box, is the reference of a model that cannot "
-        f"see the shortcut: external AUC {f('mask_only', 'auc_external')}."
+        + " The probe changes one bundle setting of the mask_guided row at a time (λ, lr, steps); compare its attention columns with the "
+        "paper row's. mask_only, cropped to the mask's box, is the reference of a model that cannot see the shortcut: external AUC "
+        f"{f('mask_only', 'auc_external')}."
         + (" Attention pulled toward the mask did not stop the class score from using the shortcut: the Dice term constrains where the "
            "min-max normalised CAM peaks, not what the spatially averaged logit sums, so a network can keep the shortcut's contribution to "
            "the logit while raising the CAM's peak inside the mask." if learnt and (paper[0] or deep[0]) and not (paper[1] or deep[1]) else "")
         + ("" if learnt else " This cohort therefore does not test whether guidance protects against the shortcut: at these settings the "
-           "unguided model learnt little from the lesion window at all, while mask_only, which sees the lesion up close, did.")
+           "unguided model learnt little from the lesion window at all.")
     )
+    per_seed_steps = "; ".join(f"seed {sd}: {v['max_epochs']} epochs x {v['steps'] // v['max_epochs']} batches of the "
+                               f"{v['fit_lesions']} fitting lesions = {v['steps']} steps" for sd, v in steps.items())
     settings = (
         f"{len(seeds)} cohort seeds ({', '.join(seeds)}); per seed {s['n_patients']} `{s['size']}` phantom patients "
         "(`--shortcut-site near_lesion`, shortcut 1.0 in the training cohort, 0.0 in the external 30 %); "
-        f"training cohort split patient-wise into fit / held-out ({s['heldout_fraction']:.0%}). Input T1post1 through the seed 2 bundle's "
-        f"preprocessing, window {'x'.join(map(str, s['spatial_size']))} (`field_of_view: lesion`; mask_only: the mask's box + 5 mm). "
-        f"VGG3DCAM widths {s['widths']} (3-block rows: the first three), dropout 0.5, Adam lr {s['learning_rate']:g}, batch {s['batch_size']}, "
-        f"{s['steps']} steps, no augmentation, last step scored; λ = 10, CAM of the true class. Plain PyTorch loop on the bundle's "
-        "preprocessed tensors, not `compare-masking` cells (too slow for this page on 2 cores)."
+        f"training cohort in {max(2, round(1 / s['heldout_fraction']))} patient-wise folds, fold 0 held out "
+        f"({s['heldout_fraction']:.0%} of the training patients, shortcut present). Each model is one seed 2 bundle cell "
+        "(`breast_dce_maskguided_vgg3d`) trained and scored by `compare-masking`'s `run_cell`: input T1post1 through the bundle's "
+        f"preprocessing, window {'x'.join(map(str, s['spatial_size']))} (`field_of_view: lesion`; mask_only: the mask's box + 5 mm), "
+        f"the bundle's 34-variant augmentation, VGG3DCAM widths {s['widths']} (3-block rows: the first three), Adam lr "
+        f"{s['learning_rate']:g}, batch {s['batch_size']} (last partial batch dropped), λ = {LAMBDA:g} for mask_guided, CAM of the true "
+        f"class; max_epochs chosen for about {s['steps']} optimiser steps ({per_seed_steps}; the probe's `2x steps` doubles them); the "
+        "last epoch's model is scored. The cells of a cohort share one preprocessing cache; finished cells are reused on a re-run."
     )
     return Section(name="shortcut", title="Mask guidance with a shortcut in view", question=(
         "With a shortcut next to each malignant lesion in training and absent in an external cohort, does seed 2's mask-guided loss "
         "move the CAM into the tumour mask and keep the external AUC above the unguided model's? If not, what stops it?"),
         settings=settings, body=body, reading=reading, verdict=verdict, figures=figures, seconds=seconds,
-        extra={"settings": s, "per_seed": results, "summary": summary, "probe": probe, "mask_share_external": round(share, 4), "quick": quick})
+        extra={"settings": s, "per_seed": results, "summary": summary, "probe": probe, "mask_share_external": round(share, 4),
+               "steps": steps, "quick": quick})
