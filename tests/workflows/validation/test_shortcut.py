@@ -117,3 +117,14 @@ def test_prepare_errors(quick_run, tmp_path):
     (tmp_path / "b" / "folds.json").write_text(json.dumps({**folds, "folds": folds["folds"][::-1]}))
     with pytest.raises(ValueError, match=r"folds.json holds other folds than cohort seed 0 with k 4 gives"):
         shortcut._prepare(tmp_path / "b", manifest, 0, s)
+
+
+@pytest.mark.parametrize("learnt, paper, deep, verdict", [
+    (True, (True, True), (False, False), "works"),
+    (False, (True, True), (True, True), "partly"),  # the shortcut was never learnt: protection untested
+    (True, (True, False), (False, False), "partly"),
+    (True, (False, False), (False, True), "partly"),
+    (True, (False, False), (False, False), "does not"),
+])
+def test_verdict_needs_the_shortcut_learnt(learnt, paper, deep, verdict):
+    assert shortcut.shortcut_verdict(learnt, paper, deep) == verdict
