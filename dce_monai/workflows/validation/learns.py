@@ -313,7 +313,12 @@ def _reading(rows: list[dict[str, Any]], st: LearnsSettings, verdict: str, steps
                        f"(chance ln 2 = 0.693) after about {steps} SGD steps from random weights, and {trend}; "
                        "more steps are needed than this time budget gives")
         else:
-            why.append(f"the training loss falls to {fmt(min(losses))} but the held-out AUC stays lower: it fits the training lesions more than it generalises")
+            mid, last = r["held_out_auc_mid_last"]
+            why.append(f"it learns (held-out AUC from about 0.5 to a fold mean of {fmt(fold_mean)}, training loss down to {fmt(min(losses))}) "
+                       "but not as far as the kinetic features in this many steps")
+            if last > fold_mean + 0.02:
+                why.append(f"the BatchNorm recompute before scoring lowers it: the diagnostic held-out AUC of the last epoch, with the "
+                           f"running statistics of training, has a fold mean of {fmt(last)} against {fmt(fold_mean)} after the recompute")
         if r["collapsed_folds"]:
             why.append(f"{r['collapsed_folds']} fold(s) predict one class at 0.5 ({r['collapse']}), and scores of differently calibrated "
                        "fold models pooled together rank worse than within each fold (pooled below the per-fold mean)")
