@@ -301,7 +301,7 @@ def _panel(path: Path, cells: dict[str, _Cell]) -> tuple[Path, str]:
         a.set_title(f"{row}\nin mask {frac:.2f}", fontsize=8)
         a.axis("off")
     fig.suptitle(f"seed {c.seed}, held-out malignant lesion {lid} (shortcut present): MIP, CAM max projection, mask in green", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.86))  # room for the suptitle above the panel titles
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
