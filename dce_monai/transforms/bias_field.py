@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_FIT_SPACING_MM",
     "N4BiasFieldCorrection",
     "N4BiasFieldCorrectiond",
+    "bias_correction",
     "bspline_basis",
     "default_body_mask",
     "evaluate_lattice",
@@ -289,7 +290,8 @@ def evaluate_lattice(lattice: np.ndarray, shape: Sequence[int], order: int = 3) 
     c = torch.from_numpy(np.ascontiguousarray(lattice, dtype=np.float32))
     c = torch.einsum("ijk,zk->ijz", c, bz)
     c = torch.einsum("ijz,yj->iyz", c, by)
-    return torch.einsum("iyz,xi->xyz", c, bx).contiguous().numpy()
+    # the full-size product written straight into a C-ordered (X, Y, Z) result: no second full-size copy
+    return (bx @ c.reshape(c.shape[0], -1)).reshape(*shape).numpy()
 
 
 def n4_log_bias(
@@ -453,6 +455,22 @@ class N4BiasFieldCorrection(Transform):
 
     def __call__(self, img: Any, mask: Any | None = None, case: str = "input") -> Any:
         """Correct ``img``; ``mask`` (1, X, Y, Z) binary restricts the fit; ``case`` labels errors."""
+        x, log_bias, affine = self._fit(img, mask, case)
+        out = x / torch.exp(log_bias)
+        out, log_bias = wrap_like(out, img), wrap_like(log_bias, img)
+        if not isinstance(img, MetaTensor):  # a bare input: record the geometry N4 assumed (diag(spacing))
+            for t in (out, log_bias):
+                if isinstance(t, MetaTensor):
+                    t.affine = torch.as_tensor(affine, dtype=torch.float64)
+        if not self.return_log_bias:
+            return out
+        return out, log_bias
+
+    def log_bias(self, img: Any, mask: Any | None = None, case: str = "input") -> torch.Tensor:
+        """The fitted log bias field only (C', X, Y, Z) as a plain float32 tensor; nothing is corrected."""
+        return self._fit(img, mask, case)[1]
+
+    def _fit(self, img: Any, mask: Any | None, case: str) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         check_spatial_dims(img, 3, "img", case)
         check_finite(img, "img", case)
         if isinstance(img, MetaTensor):
@@ -479,16 +497,7 @@ class N4BiasFieldCorrection(Transform):
             fields = [torch.from_numpy(n4_log_bias(x[c].numpy(), affine, m, **self.kw)) for c in channels]
         except ValueError as e:
             raise ValueError(f"{case}: {e}") from None
-        log_bias = torch.stack(fields)
-        out = x / torch.exp(log_bias)
-        out, log_bias = wrap_like(out, img), wrap_like(log_bias, img)
-        if not isinstance(img, MetaTensor):  # a bare input: record the geometry N4 assumed (diag(spacing))
-            for t in (out, log_bias):
-                if isinstance(t, MetaTensor):
-                    t.affine = torch.as_tensor(affine, dtype=torch.float64)
-        if not self.return_log_bias:
-            return out
-        return out, log_bias
+        return x, (fields[0][None] if len(fields) == 1 else torch.stack(fields)), affine
 
 
 class N4BiasFieldCorrectiond(MapTransform):
@@ -501,6 +510,11 @@ class N4BiasFieldCorrectiond(MapTransform):
         log_bias_key: if set, the log bias field (1, X, Y, Z) is written there
             (e.g. ``"T1pre_log_bias"``).
         allow_missing_keys: skip keys of ``keys`` that are absent.
+        inplace: divide float32 images in place (as ``torchvision``'s ``Normalize(inplace=True)``):
+            the input dictionary's tensors then hold the corrected values too. For pipelines
+            that own their data (right after ``LoadImaged``): a 448x448x160 case then needs no
+            second float32 copy of every phase at once (docs/benchmarks.md). Other dtypes get
+            a new float32 tensor either way.
         **kwargs: :class:`N4BiasFieldCorrection` arguments (``reference_channel`` is fixed to 0).
 
     Raises:
@@ -513,8 +527,10 @@ class N4BiasFieldCorrectiond(MapTransform):
 
     backend = N4BiasFieldCorrection.backend
 
-    def __init__(self, keys: Any, reference_key: str = "T1pre", mask_key: str | None = None, log_bias_key: str | None = None, allow_missing_keys: bool = False, **kwargs: Any) -> None:
+    def __init__(self, keys: Any, reference_key: str = "T1pre", mask_key: str | None = None, log_bias_key: str | None = None, allow_missing_keys: bool = False,
+                 inplace: bool = False, **kwargs: Any) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.inplace = bool(inplace)
         if "reference_channel" in kwargs:
             raise ValueError("reference_channel is not an option of N4BiasFieldCorrectiond: the field is fitted on reference_key.")
         self.reference_key, self.mask_key, self.log_bias_key = reference_key, mask_key, log_bias_key
@@ -527,14 +543,67 @@ class N4BiasFieldCorrectiond(MapTransform):
             if k is not None and k not in d:
                 raise KeyError(f"{case}: missing {what} {k!r}; available: {sorted(map(str, d))}.")
         ref = d[self.reference_key]
-        _, log_bias = self.op(ref, d[self.mask_key] if self.mask_key else None, case)
-        field = torch.exp(log_bias.as_tensor() if isinstance(log_bias, MetaTensor) else log_bias)
+        log_bias = self.op.log_bias(ref, d[self.mask_key] if self.mask_key else None, case)
+        if self.log_bias_key:
+            d[self.log_bias_key] = wrap_like(log_bias, ref)
+            field = torch.exp(log_bias)
+        else:  # the log bias is not kept: exponentiate in place (one full-size volume fewer at the peak)
+            field = log_bias.exp_()
+        divided: set[int] = set()
         for k in self.key_iterator(d):
             v = d[k]
             if tuple(v.shape[1:]) != tuple(field.shape[1:]):
                 raise ValueError(f"{case}: {k!r} has spatial shape {tuple(v.shape[1:])}, the N4 reference {self.reference_key!r} {tuple(field.shape[1:])}.")
             check_finite(v, str(k), case)
-            d[k] = wrap_like(_plain_float(v) / field, v)
-        if self.log_bias_key:
-            d[self.log_bias_key] = log_bias
+            if self.inplace and isinstance(v, torch.Tensor) and v.dtype == torch.float32:
+                if v.data_ptr() not in divided:  # one tensor under two keys is divided once
+                    divided.add(v.data_ptr())
+                    (v.as_tensor() if isinstance(v, MetaTensor) else v).div_(field)
+                d[k] = v if isinstance(v, MetaTensor) else wrap_like(v, v)
+            else:
+                d[k] = wrap_like(_plain_float(v) / field, v)
         return d
+
+
+def bias_correction(keys: Sequence[str], enabled: bool = True, inplace: bool = True, **kwargs: Any) -> Any:
+    """The N4 step of a bundle pipeline: every T1- and T2-weighted image of ``keys`` corrected.
+
+    Seed 1 (Haarburger et al. 2018, section 2.2) corrects "all T1- and T2-weighted images using
+    N4ITK" before rescaling. Here the T1 phases (``T1pre``, ``T1post<k>``) share ONE field
+    fitted on ``T1pre``: the coil sensitivity is the patient's, not the phase's, and one field
+    keeps every ratio between phases (the relative enhancement) exactly; ``T2``, another
+    contrast and often another grid, gets its own field. Other keys (label maps, masks,
+    ``sub``) are left alone: subtract after this step.
+
+    Args:
+        keys: the keys a pipeline loads (e.g. the bundle's ``load_keys``).
+        enabled: ``False`` gives a no-op (an empty ``Compose``).
+        inplace: correct the loaded float32 images in place (default: the step follows
+            ``LoadImaged``, so the pipeline owns them); see :class:`N4BiasFieldCorrectiond`.
+        **kwargs: :class:`N4BiasFieldCorrection` settings for both fields.
+
+    Returns:
+        A dictionary transform.
+
+    Raises:
+        ValueError: ``enabled`` is not a bool; T1 phases without ``T1pre`` to fit on.
+
+    Example:
+        >>> bias_correction(["T1pre", "T1post1", "label_map"])  # doctest: +SKIP
+        Compose(...)
+    """
+    from monai.transforms import Compose
+
+    from dce_monai.sequences import PRE, T2, is_post
+
+    if not isinstance(enabled, bool):
+        raise ValueError(f"bias_correction must be true or false, got {enabled!r}.")
+    t1 = [k for k in keys if k == PRE or is_post(k)]
+    steps: list[Any] = []
+    if enabled and t1:
+        if PRE not in t1:
+            raise ValueError(f"bias correction fits the T1 field on {PRE!r}, which is not among the keys {list(keys)}.")
+        steps.append(N4BiasFieldCorrectiond(t1, reference_key=PRE, inplace=inplace, **kwargs))
+    if enabled and T2 in keys:
+        steps.append(N4BiasFieldCorrectiond([T2], reference_key=T2, inplace=inplace, **kwargs))
+    return Compose(steps)

@@ -46,10 +46,39 @@ def _t(x: Any) -> torch.Tensor:
     return t.as_tensor() if isinstance(t, MetaTensor) else t
 
 
-def _robust_scale(values: torch.Tensor, percentile: float) -> float:
-    v = values.flatten()
-    v = v[:: max(1, v.numel() // 2_000_000)]
-    return float(torch.quantile(v, percentile / 100.0))
+#: The scale's percentile is taken on at most about this many voxels (every k-th voxel above the floor).
+SAMPLE_LIMIT = 2_000_000
+_CHUNK = 1 << 22
+
+
+def _sample_above(parts: Sequence[tuple[torch.Tensor, torch.Tensor | None]], floor: float) -> torch.Tensor:
+    """Every k-th value above ``floor`` (inside the mask) of the parts in order, k = max(1, n // SAMPLE_LIMIT).
+
+    Equal to ``sel = cat(values)[cat(values) > floor]; sel[::k]`` with n = ``sel.numel()``, but
+    computed a chunk of 4M voxels at a time: neither the concatenation nor the selection (a
+    full-size float copy each, 128 MiB for a 448x448x160 phase) is ever built.
+
+    Args:
+        parts: ``(values, mask)`` pairs of flat tensors of equal length; mask None: every voxel.
+        floor: only values above it count.
+    """
+    def chunks():
+        for v, m in parts:
+            for i in range(0, v.numel(), _CHUNK):
+                c = v[i : i + _CHUNK]
+                keep = c > floor
+                if m is not None:
+                    keep &= m[i : i + _CHUNK]
+                yield c, keep
+
+    n = sum(int(keep.sum()) for _, keep in chunks())
+    k = max(1, n // SAMPLE_LIMIT)
+    out, rank = [], 0  # rank: index, in the whole selection, of the chunk's first selected value
+    for c, keep in chunks():
+        sel = c[keep]
+        out.append(sel[(-rank) % k :: k])
+        rank += sel.numel()
+    return torch.cat(out) if out else torch.empty(0)
 
 
 class ScaleIntensityDCE(Transform):
@@ -85,12 +114,19 @@ class ScaleIntensityDCE(Transform):
             raise ValueError(f"percentile must be in (0, 100], got {percentile!r}.")
         self.percentile, self.floor = percentile, floor
 
-    def scale_of(self, values: torch.Tensor, case: str = "input") -> float:
-        """Robust scale q of a flat tensor of voxel values (see the class docstring)."""
-        sel = values[values > self.floor]
-        if sel.numel() == 0:
+    def scale_of(self, values: torch.Tensor | Sequence[tuple[torch.Tensor, torch.Tensor | None]], case: str = "input") -> float:
+        """Robust scale q of voxel values (see the class docstring).
+
+        Args:
+            values: a flat tensor, or ``(values, mask)`` pairs of flat tensors (mask None: all
+                voxels), taken in order as if concatenated; no full-size copy is made.
+            case: labels the error messages.
+        """
+        parts = [(values.flatten(), None)] if isinstance(values, torch.Tensor) else list(values)
+        sample = _sample_above(parts, self.floor)
+        if sample.numel() == 0:
             raise ValueError(f"{case}: no voxel above the floor {self.floor}; cannot compute an intensity scale.")
-        q = _robust_scale(sel, self.percentile)
+        q = float(torch.quantile(sample, self.percentile / 100.0))
         if q <= 0:
             raise ValueError(f"{case}: intensity scale is {q} (<= 0); cannot normalise.")
         return q
@@ -99,11 +135,8 @@ class ScaleIntensityDCE(Transform):
         """Scale ``img``; ``mask`` (1, X, Y, Z) binary restricts the statistics (e.g. the body)."""
         check_finite(img, "img", case)
         x = _t(img)
-        vals = x
-        if mask is not None:
-            m = _mask(mask, tuple(x.shape[1:]), "mask", case)
-            vals = x[:, m]
-        return wrap_like(x / self.scale_of(vals.flatten(), case), img)
+        m = None if mask is None else _mask(mask, tuple(x.shape[1:]), "mask", case).flatten()
+        return wrap_like(x / self.scale_of([(c.flatten(), m) for c in x], case), img)
 
 
 def _mask(mask: Any, spatial: tuple[int, ...], name: str, case: str) -> torch.Tensor:
@@ -124,6 +157,10 @@ class ScaleIntensityDCEd(MapTransform):
         mask_key: optional binary body/breast mask key; statistics only inside it.
         scale_key: if set, the scale used is stored there (to undo it or to report it).
         allow_missing_keys: skip absent keys of ``keys`` (reference keys are required).
+        inplace: divide float32 images in place (as ``torchvision``'s ``Normalize(inplace=True)``):
+            the input dictionary's tensors then hold the scaled values too. For pipelines that
+            own their data; saves a float32 copy of every key at once on full-size cases. Other
+            dtypes get a new float32 tensor either way.
 
     Raises:
         KeyError: a reference or mask key is missing (message lists the available keys).
@@ -144,8 +181,10 @@ class ScaleIntensityDCEd(MapTransform):
         scale_key: str | None = None,
         allow_missing_keys: bool = False,
         mask_key: str | None = None,
+        inplace: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        self.inplace = bool(inplace)
         self.reference_keys = list(reference_keys) if reference_keys is not None else list(self.keys)
         self.op = ScaleIntensityDCE(percentile, floor)
         self.scale_key, self.mask_key = scale_key, mask_key
@@ -159,10 +198,18 @@ class ScaleIntensityDCEd(MapTransform):
         for k in self.reference_keys:
             check_finite(d[k], str(k), case)
         m = _mask(d[self.mask_key], tuple(d[self.reference_keys[0]].shape[1:]), str(self.mask_key), case) if self.mask_key else None
-        vals = [(_t(d[k])[:, m] if m is not None else _t(d[k])).flatten() for k in self.reference_keys]
-        scale = self.op.scale_of(torch.cat(vals), case)
+        mf = None if m is None else m.flatten()
+        scale = self.op.scale_of([(c.flatten(), mf) for k in self.reference_keys for c in _t(d[k])], case)
+        divided: set[int] = set()
         for k in self.key_iterator(d):
-            d[k] = wrap_like(_t(d[k]) / scale, d[k])
+            v = d[k]
+            if self.inplace and isinstance(v, torch.Tensor) and v.dtype == torch.float32:
+                if v.data_ptr() not in divided:  # one tensor under two keys is divided once
+                    divided.add(v.data_ptr())
+                    (v.as_tensor() if isinstance(v, MetaTensor) else v).div_(scale)
+                d[k] = v if isinstance(v, MetaTensor) else wrap_like(v, v)
+            else:
+                d[k] = wrap_like(_t(v) / scale, v)
         if self.scale_key:
             d[self.scale_key] = scale
         return d

@@ -123,6 +123,8 @@ class SearchSettings:
         input_range: (lo, hi) mapped to [0, 1] before the ImageNet mean/std, in the network.
         seed: seed of the initial weights, the batch order and the augmentation (and of the folds).
         pretrained_weights: local torchvision-layout ResNet34 ``.pth`` (None: random init).
+        bias_correction: N4 of every T1- and T2-weighted image in the bundle's preprocessing
+            (seed 1's recipe); it changes the patches, so the patch cache is keyed by it.
     """
 
     max_epochs: int = 15
@@ -137,6 +139,7 @@ class SearchSettings:
     input_range: tuple[float, float] = (0.0, 2.0)
     seed: int = 0
     pretrained_weights: str | None = None
+    bias_correction: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "image_size", "lr_step_size"):
@@ -152,6 +155,8 @@ class SearchSettings:
         lo, hi = self.input_range
         if not lo < hi:
             raise ValueError(f"input_range must be (lo, hi) with lo < hi, got {self.input_range!r}.")
+        if not isinstance(self.bias_correction, bool):
+            raise ValueError(f"bias_correction must be true or false, got {self.bias_correction!r}.")
         if self.pretrained_weights is not None and not Path(self.pretrained_weights).is_file():
             raise FileNotFoundError(f"pretrained_weights not found: {self.pretrained_weights} (weights are never downloaded).")
 
@@ -266,15 +271,17 @@ def bundle_preprocessing(manifest: str | Path, channels: Sequence[str], patch_si
 
 
 def search_patch_cache(manifest: str | Path | Manifest, cache_dir: str | Path, channels: Sequence[str], patch_size: int | Sequence[int] = 50,
-                       dtype: str = "float32", progress: bool = True) -> PatchCache:
+                       dtype: str = "float32", progress: bool = True, bias_correction: bool = True) -> PatchCache:
     """The search's patch cache: the seed 1 bundle's ``preprocessing`` run once over the cohort with ``channels``.
+
+    ``bias_correction`` is the bundle's setting of that name (N4 on, as in seed 1, by default).
 
     Example:
         >>> cache = search_patch_cache("cohort/manifest.json", "out/cache", ["T1pre", "T1post3", "sub"])  # doctest: +SKIP
     """
     m = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
     ps = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-    pre, key = bundle_preprocessing(m.path, channels, ps)
+    pre, key = bundle_preprocessing(m.path, channels, ps, bias_correction=bias_correction)
     return get_patch_cache(m, cache_dir, pre, key, sequences=channels, dtype=dtype, progress=progress)
 
 
@@ -663,7 +670,19 @@ def run_search(
         for pid, why in left_out:
             logger.warning("channel search: patient %s left out: %s", pid, why)
         channels = sort_sequences(sorted({c for t in trips for c in t}))
-        cache = search_patch_cache(m, out / "cache", channels, ps, dtype=cache_dtype, progress=progress)
+        run_path = out / "run.json"
+        prev = None
+        if run_path.is_file():
+            try:
+                prev = json.loads(run_path.read_text())
+            except json.JSONDecodeError:
+                prev = None
+        if prev and prev.get("triplets") != [list(t) for t in trips]:
+            raise ValueError(f"{run_path} lists other triplets ({len(prev.get('triplets', []))}) than this run ({len(trips)}); use the same --triplets for every shard.")
+        diff = settings_diff({**(prev.get("settings") or {}), "k": prev.get("k")}, {**st.fingerprint_dict(), "k": k}) if prev else []
+        if diff:  # refused before any preprocessing or training
+            raise ValueError(f"{run_path} belongs to a run with other data or settings ({'; '.join(diff)}); use another --out folder.")
+        cache = search_patch_cache(m, out / "cache", channels, ps, dtype=cache_dtype, progress=progress, bias_correction=st.bias_correction)
         lesions = cache.lesion_table()
         folds_path = out / "folds.json"
         folds = patient_folds(lesions, k=k, seed=seed)
@@ -680,18 +699,9 @@ def run_search(
                     "fingerprint": fingerprint, "cache": str(cache.path), "n_patches": len(cache), "n_lesions": len(lesions),
                     "skipped_lesions": cache.skipped_lesions, "target": m.target, "channels": channels,
                     "left_out_patients": [list(x) for x in left_out]}
-        run_path = out / "run.json"
-        if run_path.is_file():
-            try:
-                prev = json.loads(run_path.read_text())
-            except json.JSONDecodeError:
-                prev = None
-            if prev and prev.get("triplets") != run_info["triplets"]:
-                raise ValueError(f"{run_path} lists other triplets ({len(prev.get('triplets', []))}) than this run ({len(trips)}); use the same --triplets for every shard.")
-            if prev and prev.get("fingerprint") != fingerprint:
-                old = {**(prev.get("settings") or {}), "k": prev.get("k")}
-                diff = settings_diff(old, {**run_info["settings"], "k": k}) or ["the patch cache (cohort files, channels or patch size) differs"]
-                raise ValueError(f"{run_path} belongs to a run with other data or settings ({'; '.join(diff)}); use another --out folder.")
+        if prev and prev.get("fingerprint") != fingerprint:  # same settings, other data: the cohort's files or the bundle changed
+            raise ValueError(f"{run_path} belongs to a run with other data or settings (the patch cache (cohort files, channels, patch size "
+                             f"or preprocessing) differs); use another --out folder.")
         write_json_atomic(run_path, run_info)
         cells = [(t, f) for t in trips for f in range(k)]
         mine = cells[sh[0] :: sh[1]] if sh else cells
@@ -911,6 +921,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch-size", type=int, default=50, help="lesion patch size in voxels (the bundle's patch_size)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrained-weights", default=None, help="local torchvision ResNet34 .pth (never downloaded)")
+    parser.add_argument("--no-bias-correction", action="store_true", help="no N4 in the preprocessing (the bundle's --bias_correction false)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the CIs (merge)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--skip-invalid", action="store_true", help="continue with the valid patients when validation finds problems")
@@ -928,6 +939,7 @@ def cli_main(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, image_size=args.image_size, patch_size=args.patch_size, workers=args.workers,
             shard=args.shard, device=args.device, amp=not args.no_amp, pretrained_weights=args.pretrained_weights,
             group_size=args.group_size, progress=not args.no_progress, skip_invalid=args.skip_invalid,
+            bias_correction=not args.no_bias_correction,
         )
         for pid, why in summary["left_out"]:
             print(f"  patient {pid} left out: {why}")

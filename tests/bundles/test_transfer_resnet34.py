@@ -201,7 +201,7 @@ def test_cached_epochs_do_not_rerun_deterministic_transforms(bundle_cohort, tmp_
     from dce_monai import transforms as T
 
     calls: Counter[str] = Counter()
-    for cls in (LoadImaged, T.Subtractd, T.ScaleIntensityDCEd, T.LesionPatchesd):
+    for cls in (LoadImaged, T.N4BiasFieldCorrectiond, T.Subtractd, T.ScaleIntensityDCEd, T.LesionPatchesd):
         original = cls.__call__
 
         def counted(self, *a, _orig=original, _name=cls.__name__, **k):
@@ -217,7 +217,8 @@ def test_cached_epochs_do_not_rerun_deterministic_transforms(bundle_cohort, tmp_
     built = dict(calls)
     assert built["LesionPatchesd"] == built["Subtractd"] == n_lesions
     assert built["ScaleIntensityDCEd"] == n_lesions  # T2 is not among the default channels: no second scaling
-    assert built["LoadImaged"] == n_lesions
+    assert built["LoadImaged"] == 2 * n_lesions  # the images as float32, the label map in its own integer type
+    assert built["N4BiasFieldCorrectiond"] == n_lesions  # T1 phases only (no T2 among the default channels)
     for _ in range(3):  # three epochs
         for i in range(len(dataset)):
             dataset[i]

@@ -16,10 +16,13 @@ from dce_monai.sequences import SEQUENCES
 from dce_monai.workflows.search_channels import bundle_preprocessing
 
 SIZE = (16, 16)
+# the cache machinery is tested here, without N4 (~0.4 s per tiny lesion); the bundle's default (N4 on)
+# is what tests/workflows/test_search_channels.py builds its caches with
+NO_N4 = {"bias_correction": False}
 
 
 def _get(cohort, folder, seqs=SEQUENCES, size=SIZE, dtype="float32", build=False):
-    pre, key = bundle_preprocessing(cohort, seqs, size)
+    pre, key = bundle_preprocessing(cohort, seqs, size, **NO_N4)
     fn = build_patch_cache if build else get_patch_cache
     out = fn(cohort, folder, pre, key, sequences=seqs, dtype=dtype, progress=False)
     return load_patch_cache(out) if build else out
@@ -57,7 +60,7 @@ def test_channels_equal_the_bundle_pipeline_for_a_triplet_alone(cohort, cache32)
     from monai.data import Dataset
 
     for trip in [("T2", "T1pre", "T1post1"), ("T1pre", "T1post3", "sub")]:
-        pre, _ = bundle_preprocessing(cohort, trip, SIZE)
+        pre, _ = bundle_preprocessing(cohort, trip, SIZE, **NO_N4)
         ds = Dataset(load_manifest(cohort).to_datalist(level="lesion"), transform=pre)
         patches = [p for i in range(len(ds)) for p in ds[i]]
         assert [str(p["lesion_id"]) for p in patches] == cache32.lesion_ids
@@ -143,7 +146,7 @@ def test_lesion_masks_instead_of_label_values(cohort, tmp_path):
      ({"transform_key": ""}, "transform_key must name")],
 )
 def test_bad_settings(cohort, tmp_path, kwargs, match):
-    pre, key = bundle_preprocessing(cohort, SEQUENCES, SIZE)
+    pre, key = bundle_preprocessing(cohort, SEQUENCES, SIZE, **NO_N4)
     with pytest.raises(ValueError, match=match):
         build_patch_cache(cohort, tmp_path, pre, **{"transform_key": key, "progress": False, **kwargs})
 

@@ -10,6 +10,7 @@ from dce_monai.transforms.bias_field import (
     N4BiasFieldCorrectiond,
     _itk_image,
     _shrunk_itk_image,
+    bias_correction,
     bspline_basis,
     evaluate_lattice,
     fit_shrink_factors,
@@ -122,6 +123,52 @@ def test_dict_form_shares_one_field_across_phases():
     assert _corr(out["T1pre_log_bias"][0], log_bias, body) >= 0.9
     assert torch.equal(out["T1post1"].affine, aff) and d["T1pre"] is pre
 
+
+
+def test_dict_form_without_log_bias_key_gives_the_same_images_and_leaves_the_input():
+    obs, _, body = _volume()
+    aff = torch.as_tensor(_affine())
+    pre = MetaTensor(torch.as_tensor(obs)[None], affine=aff)
+    post = MetaTensor(torch.as_tensor(obs * 1.5)[None], affine=aff)
+    before = pre.clone()
+    kept = N4BiasFieldCorrectiond(["T1pre", "T1post1"], log_bias_key="lb")({"T1pre": pre, "T1post1": post})
+    lean = N4BiasFieldCorrectiond(["T1pre", "T1post1"])({"T1pre": pre, "T1post1": post})
+    assert "lb" not in lean and torch.equal(pre, before)
+    for k in ("T1pre", "T1post1"):
+        assert torch.equal(kept[k], lean[k])
+
+
+def test_bias_correction_step_fits_t1_on_t1pre_and_t2_on_itself():
+    obs, _, _ = _volume()
+    aff = torch.as_tensor(_affine())
+    t2_obs = _volume(seed=1, scale=-1.0)[0]
+
+    def make():
+        # torch.tensor copies: an in-place step would otherwise write through to the numpy arrays
+        return {"T1pre": MetaTensor(torch.tensor(obs)[None], affine=aff), "T1post3": MetaTensor(torch.tensor(obs * 1.4)[None], affine=aff),
+                "T2": MetaTensor(torch.tensor(t2_obs)[None], affine=aff), "label_map": MetaTensor(torch.ones(1, *SHAPE), affine=aff)}
+
+    d = make()
+    out = bias_correction(["T1pre", "T1post3", "T2", "label_map"])(d)  # in place by default: d holds the corrected images too
+    t1 = N4BiasFieldCorrectiond(["T1pre", "T1post3"])(make())
+    t2 = N4BiasFieldCorrectiond(["T2"], reference_key="T2")(make())
+    for k, ref in (("T1pre", t1), ("T1post3", t1), ("T2", t2)):
+        assert torch.equal(out[k], ref[k]) and torch.equal(d[k], ref[k]), k
+    assert out["label_map"] is d["label_map"]
+    kept = make()
+    copy = bias_correction(["T1pre", "T1post3", "T2"], inplace=False)(kept)
+    assert torch.equal(copy["T1pre"], t1["T1pre"]) and torch.equal(kept["T1pre"], make()["T1pre"])
+    off = bias_correction(["T1pre", "T1post3", "T2"], enabled=False)(d)
+    assert all(off[k] is d[k] for k in d)
+
+
+@pytest.mark.parametrize(
+    "keys, enabled, match",
+    [(["T1post1", "T1post3"], True, "fits the T1 field on 'T1pre', which is not among the keys"), (["T1pre"], "yes", "must be true or false, got 'yes'")],
+)
+def test_bias_correction_step_errors(keys, enabled, match):
+    with pytest.raises(ValueError, match=match):
+        bias_correction(keys, enabled=enabled)
 
 @pytest.mark.parametrize(
     "kwargs, match",
@@ -295,3 +342,28 @@ def test_n4_matches_the_itk_pipeline_it_replaces():
     n4.SetInput(img)
     ref = itk.array_from_image(n4.ReconstructBiasField(n4.GetLogBiasFieldControlPointLattice())).transpose(2, 1, 0)
     assert np.abs(n4_log_bias(obs, aff) - ref).max() < 5e-5  # float32 rounding of a field of amplitude ~0.4
+
+
+@pytest.mark.parametrize("kind", ["meta", "torch", "int32"])
+def test_inplace_dict_form_gives_the_same_images(kind):
+    obs, _, _ = _volume()
+    aff = torch.as_tensor(_affine())
+
+    def make():
+        pre, post = torch.tensor(obs)[None], torch.tensor(obs * 1.3)[None]
+        if kind == "int32":
+            pre, post = pre.round().int(), post.round().int()
+        if kind != "torch":
+            pre, post = MetaTensor(pre, affine=aff), MetaTensor(post, affine=aff)
+        return {"T1pre": pre, "T1post1": post, "same": post}
+
+    kw = {} if kind != "torch" else {"spacing": SPACING}
+    want = N4BiasFieldCorrectiond(["T1pre", "T1post1", "same"], **kw)(make())
+    d = make()
+    got = N4BiasFieldCorrectiond(["T1pre", "T1post1", "same"], inplace=True, **kw)(d)
+    for k in ("T1pre", "T1post1", "same"):
+        assert torch.equal(torch.as_tensor(got[k]), torch.as_tensor(want[k])), k
+        assert got[k].dtype == torch.float32
+    assert torch.equal(torch.as_tensor(got["same"]), torch.as_tensor(got["T1post1"]))  # one tensor under two keys: divided once
+    shares = kind != "int32"  # float32 storage is reused; other dtypes get a new float32 tensor
+    assert (got["T1post1"].data_ptr() == d["T1post1"].data_ptr()) == shares

@@ -84,3 +84,51 @@ def test_imagenet_normalisation_equals_monai_composition(kind, lower, upper):
     inp = {"torch": x, "meta": MetaTensor(x), "numpy": x.numpy()}[kind]
     out = ImageNetNormalize(lower, upper)(inp)
     torch.testing.assert_close(torch.as_tensor(out), torch.as_tensor(ref), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("limit, chunk", [(1000, 777), (10**9, 1 << 22), (333, 64)])
+def test_chunked_sample_equals_the_concatenated_selection(monkeypatch, masked, limit, chunk):
+    """The scale's sample, built a chunk at a time, is exactly ``cat(values)[above floor][::k]``."""
+    import dce_monai.transforms.intensity as mod
+
+    monkeypatch.setattr(mod, "SAMPLE_LIMIT", limit)
+    monkeypatch.setattr(mod, "_CHUNK", chunk)
+    g = torch.Generator().manual_seed(0)
+    pre = torch.rand(2, 20, 21, 9, generator=g) * 100 - 10  # about 10 % below the floor 0
+    post = torch.rand(1, 20, 21, 9, generator=g) * 300
+    mask = (torch.rand(1, 20, 21, 9, generator=g) > 0.3).float() if masked else None
+    m = None if mask is None else mask[0] > 0
+    naive = torch.cat([(x[:, m] if m is not None else x).flatten() for x in (pre, post)])
+    naive = naive[naive > 0]
+    naive = naive[:: max(1, naive.numel() // limit)]
+    want = float(torch.quantile(naive, 0.99))
+    d = {"T1pre": MetaTensor(pre), "T1post1": MetaTensor(post)}
+    if mask is not None:
+        d["breast_mask"] = mask
+    out = ScaleIntensityDCEd(["T1pre"], reference_keys=["T1pre", "T1post1"], scale_key="s", mask_key="breast_mask" if masked else None)(d)
+    assert out["s"] == want
+    sample = mod._sample_above([(c.flatten(), None if m is None else m.flatten()) for x in (pre, post) for c in x], 0.0)
+    assert torch.equal(sample, naive)
+
+
+@pytest.mark.parametrize("kind", ["meta", "torch", "int32"])
+def test_inplace_scaling_gives_the_same_images(kind):
+    g = torch.Generator().manual_seed(1)
+
+    def make():
+        pre, post = torch.rand(1, 6, 7, 5, generator=g) * 500, torch.rand(1, 6, 7, 5, generator=g) * 900
+        if kind == "int32":
+            pre, post = pre.int(), post.int()
+        if kind == "meta":
+            pre, post = MetaTensor(pre), MetaTensor(post)
+        return {"T1pre": pre, "T1post1": post, "same": post}
+
+    g.manual_seed(1)
+    want = ScaleIntensityDCEd(["T1pre", "T1post1", "same"], reference_keys=["T1pre"])(make())
+    g.manual_seed(1)
+    d = make()
+    got = ScaleIntensityDCEd(["T1pre", "T1post1", "same"], reference_keys=["T1pre"], inplace=True)(d)
+    for k in ("T1pre", "T1post1", "same"):
+        assert torch.equal(torch.as_tensor(got[k]), torch.as_tensor(want[k])), k
+    assert (got["T1pre"].data_ptr() == d["T1pre"].data_ptr()) == (kind != "int32")

@@ -194,3 +194,18 @@ def test_record_as_one_lazy_combines_affines() -> None:
 def test_record_as_one_passthrough(no_meta: None) -> None:
     t = torch.zeros(1, 2, 2, 2)
     assert record_as_one(_Two(), t, 2, lazy=False) is t
+
+
+@pytest.mark.parametrize("kind", ["torch", "numpy", "noncontiguous"])
+@pytest.mark.parametrize("shape", [(1, 50, 6, 7), (3, 4), (40,)])
+def test_check_finite_counts_every_bad_voxel_across_slabs(kind, shape):
+    from dce_monai.transforms.utils import check_finite
+
+    t = torch.zeros(shape)
+    flat = t.view(-1)
+    for i in (0, flat.numel() // 3, flat.numel() - 1):  # first, middle and last voxel: different slabs
+        flat[i] = float("nan") if i % 2 else float("inf")
+    x = t.numpy() if kind == "numpy" else (t.transpose(0, -1) if kind == "noncontiguous" else t)
+    with pytest.raises(ValueError, match=r"^P: 'k' has 3 NaN/Inf voxels"):
+        check_finite(x, "k", "P")
+    check_finite(torch.tensor(2.0), "k", "P")

@@ -28,7 +28,9 @@ from dce_monai.workflows.search_channels import (
     triplet_name,
 )
 
-FAST = {"k": 2, "max_epochs": 1, "image_size": 32, "patch_size": 16, "batch_size": 16, "progress": False}
+# The machinery tests run without N4 (the bundle's bias_correction, ~0.4 s per tiny lesion and image);
+# test_search_cell_equals_bundle_run and the preprocessing tests keep the bundle's default (on).
+FAST = {"k": 2, "max_epochs": 1, "image_size": 32, "patch_size": 16, "batch_size": 16, "progress": False, "bias_correction": False}
 TRIPS = [("T2", "T1pre", "sub"), ("T1pre", "T1post3", "sub"), ("T1post1", "T1post2", "T1post4")]
 
 
@@ -190,14 +192,17 @@ def test_workers_give_the_same_cells_as_serial_at_equal_threads(cohort, tmp_path
     _same_cells(_cells(tmp_path / "w"), _cells(tmp_path / "serial"))
 
 
-def test_search_cell_equals_bundle_run(cohort, small_run, tmp_path):
-    """One search cell (trained in a lock-step group, on the seven-channel cache) predicts what the
-    seed 1 bundle's train.json + evaluate.json give with the same settings: same patches, same
-    batches, same augmentation, same initial weights, same model kept."""
+def test_search_cell_equals_bundle_run(cohort, tmp_path):
+    """One search cell (trained in a lock-step group, on a six-channel cache) predicts what the
+    seed 1 bundle's train.json + evaluate.json give with the same settings, the bundle's defaults
+    (N4 on) included: same patches, same batches, same augmentation, same initial weights, same
+    model kept."""
     from dce_monai.workflows.bundle_utils import bundle_workflow
 
     trip = ("T1pre", "T1post3", "sub")
-    common = {"manifest": str(cohort), "folds": str(small_run / "folds.json"), "fold": 1, "channels": list(trip),
+    search = tmp_path / "search"
+    run_search(cohort, search, triplets=[trip, TRIPS[2]], group_size=2, **{k: v for k, v in FAST.items() if k != "bias_correction"})
+    common = {"manifest": str(cohort), "folds": str(search / "folds.json"), "fold": 1, "channels": list(trip),
               "output_dir": str(tmp_path / "eval"), "ckpt_dir": str(tmp_path / "models"), "train_state_dir": str(tmp_path / "state"),
               "max_epochs": FAST["max_epochs"], "image_size": FAST["image_size"], "batch_size": FAST["batch_size"],
               "patch_size": [FAST["patch_size"]] * 2}
@@ -208,7 +213,8 @@ def test_search_cell_equals_bundle_run(cohort, small_run, tmp_path):
     ev.run()
     ev.finalize()
     bundle = {r["lesion_id"]: r["prob"] for r in read_predictions(tmp_path / "eval" / "predictions.csv")}
-    cell = json.loads((small_run / "cells" / f"{cell_name(trip, 1)}.json").read_text())
+    cell = json.loads((search / "cells" / f"{cell_name(trip, 1)}.json").read_text())
+    assert json.loads((search / "run.json").read_text())["settings"]["bias_correction"] is True
     search = {r["lesion_id"]: r["prob"] for r in cell["lesions"]}
     assert search.keys() == bundle.keys() and len(search) >= 4
     assert search == bundle  # exact on CPU
@@ -233,7 +239,7 @@ def test_every_triplet_preprocesses_as_the_cache_does(cohort, config, item):
                        "channels": list(channels), "patch_size": [16, 16]})
         return parser.get_parsed_content(item)
 
-    records = load_manifest(cohort).to_datalist(level="lesion")[:4]
+    records = load_manifest(cohort).to_datalist(level="lesion")[:1]  # N4 (on here) costs ~0.4 s per lesion and image
     full = {r["lesion_id"]: preprocessing(SEQUENCES)(dict(r)) for r in records}
     assert sum(len(v) for v in full.values()) > 0
     index = {c: i for i, c in enumerate(SEQUENCES)}
@@ -367,7 +373,8 @@ def test_out_dir_of_another_run_is_refused(cohort, small_run, tmp_path):
         ({"momentum": 0.5}, r"momentum: 0.9 -> 0.5"),
         ({"rotate_deg": 10.0}, r"rotate_deg: 180.0 -> 10.0"),
         ({"flip": False}, r"flip: True -> False"),
-        ({"patch_size": 12}, r"the patch cache \(cohort files, channels or patch size\) differs"),
+        ({"bias_correction": True}, r"bias_correction: False -> True"),
+        ({"patch_size": 12}, r"the patch cache \(cohort files, channels, patch size or preprocessing\) differs"),
         ({"seed": 5}, r"holds other folds|seed: 0 -> 5"),
     ],
 )
