@@ -182,7 +182,7 @@ def main() -> None:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     total = sum(best.values())
     shape = "448x448x160" if args.grid == "full" else "128x128x32"
-    loaded = list(pre.transforms[0].keys)
+    loaded = [k for tr in pre.transforms if type(tr).__name__ == "LoadImaged" for k in tr.keys]
     print(f"seed 1 bundle preprocessing (channels {', '.join(channels)}; loads {', '.join(loaded)}), one lesion, {len(ids)} lesion score(s) "
           f"from {len(prob)} axial patches, grid {shape}, device {dev}, {torch.get_num_threads()} threads")
     print(f"  resident memory before the case (torch, MONAI, ITK loaded, network): {base:.0f} MiB")
