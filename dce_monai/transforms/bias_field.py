@@ -55,6 +55,7 @@ from dce_monai.transforms.utils import (
     check_binary_mask,
     check_finite,
     check_spatial_dims,
+    divide_keys,
     wrap_like,
 )
 
@@ -549,19 +550,13 @@ class N4BiasFieldCorrectiond(MapTransform):
             field = torch.exp(log_bias)
         else:  # the log bias is not kept: exponentiate in place (one full-size volume fewer at the peak)
             field = log_bias.exp_()
-        divided: set[int] = set()
-        for k in self.key_iterator(d):
+        keys = list(self.key_iterator(d))
+        for k in keys:  # every key checked before any is divided (in place or not)
             v = d[k]
             if tuple(v.shape[1:]) != tuple(field.shape[1:]):
                 raise ValueError(f"{case}: {k!r} has spatial shape {tuple(v.shape[1:])}, the N4 reference {self.reference_key!r} {tuple(field.shape[1:])}.")
             check_finite(v, str(k), case)
-            if self.inplace and isinstance(v, torch.Tensor) and v.dtype == torch.float32:
-                if v.data_ptr() not in divided:  # one tensor under two keys is divided once
-                    divided.add(v.data_ptr())
-                    (v.as_tensor() if isinstance(v, MetaTensor) else v).div_(field)
-                d[k] = v if isinstance(v, MetaTensor) else wrap_like(v, v)
-            else:
-                d[k] = wrap_like(_plain_float(v) / field, v)
+        divide_keys(d, keys, field, self.inplace)
         return d
 
 

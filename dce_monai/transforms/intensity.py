@@ -31,6 +31,7 @@ from dce_monai.transforms.utils import (
     case_label,
     check_binary_mask,
     check_finite,
+    divide_keys,
     to_float_tensor,
     wrap_like,
 )
@@ -200,16 +201,7 @@ class ScaleIntensityDCEd(MapTransform):
         m = _mask(d[self.mask_key], tuple(d[self.reference_keys[0]].shape[1:]), str(self.mask_key), case) if self.mask_key else None
         mf = None if m is None else m.flatten()
         scale = self.op.scale_of([(c.flatten(), mf) for k in self.reference_keys for c in _t(d[k])], case)
-        divided: set[int] = set()
-        for k in self.key_iterator(d):
-            v = d[k]
-            if self.inplace and isinstance(v, torch.Tensor) and v.dtype == torch.float32:
-                if v.data_ptr() not in divided:  # one tensor under two keys is divided once
-                    divided.add(v.data_ptr())
-                    (v.as_tensor() if isinstance(v, MetaTensor) else v).div_(scale)
-                d[k] = v if isinstance(v, MetaTensor) else wrap_like(v, v)
-            else:
-                d[k] = wrap_like(_t(v) / scale, v)
+        divide_keys(d, list(self.key_iterator(d)), scale, self.inplace)
         if self.scale_key:
             d[self.scale_key] = scale
         return d

@@ -21,6 +21,7 @@ __all__ = [
     "check_finite",
     "check_same_grid",
     "check_spatial_dims",
+    "divide_keys",
     "fresh_tensor",
     "record_as_one",
     "spatial_shape",
@@ -193,6 +194,27 @@ def wrap_like(out: torch.Tensor, ref: Any) -> torch.Tensor:
     if isinstance(res, MetaTensor) and isinstance(ref, MetaTensor):
         res.copy_meta_from(ref)
     return res
+
+
+def divide_keys(d: dict[Hashable, Any], keys: Sequence[Hashable], divisor: torch.Tensor | float, inplace: bool = False) -> None:
+    """``d[k] = d[k] / divisor`` for every key, as float32 images carrying their meta and trace.
+
+    With ``inplace``, float32 tensors are divided in their own storage (as ``torchvision``'s
+    ``Normalize(inplace=True)``): the caller's tensors then hold the result too, and a tensor
+    stored under two keys is divided once. Other inputs, and every input without ``inplace``,
+    get a new float32 tensor. Shared by the dictionary forms of N4 and of the DCE scaling.
+    """
+    divided: set[int] = set()
+    for k in keys:
+        v = d[k]
+        if inplace and isinstance(v, torch.Tensor) and v.dtype == torch.float32:
+            if v.data_ptr() not in divided:
+                divided.add(v.data_ptr())
+                (v.as_tensor() if isinstance(v, MetaTensor) else v).div_(divisor)
+            d[k] = v if isinstance(v, MetaTensor) else wrap_like(v, v)
+        else:
+            t = to_float_tensor(v)
+            d[k] = wrap_like((t.as_tensor() if isinstance(t, MetaTensor) else t) / divisor, v)
 
 
 def fresh_tensor(img: Any, dtype: torch.dtype | None = None) -> torch.Tensor:

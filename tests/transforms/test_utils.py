@@ -209,3 +209,18 @@ def test_check_finite_counts_every_bad_voxel_across_slabs(kind, shape):
     with pytest.raises(ValueError, match=r"^P: 'k' has 3 NaN/Inf voxels"):
         check_finite(x, "k", "P")
     check_finite(torch.tensor(2.0), "k", "P")
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("kind", ["meta", "torch", "int32", "numpy"])
+def test_divide_keys(kind, inplace):
+    from dce_monai.transforms.utils import divide_keys
+
+    base = torch.arange(1.0, 25.0).reshape(1, 2, 3, 4)
+    v = {"meta": MetaTensor(base.clone()), "torch": base.clone(), "int32": base.int(), "numpy": base.numpy().copy()}[kind]
+    d = {"a": v, "b": v}  # one tensor under two keys
+    divide_keys(d, ["a", "b"], torch.tensor(2.0), inplace)
+    for k in ("a", "b"):
+        assert d[k].dtype == torch.float32 and torch.equal(torch.as_tensor(d[k]), base / 2), k
+    shares = inplace and kind in ("meta", "torch")
+    assert (d["a"].data_ptr() == torch.as_tensor(v).data_ptr()) == shares
