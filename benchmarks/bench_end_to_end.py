@@ -23,7 +23,6 @@ import argparse
 import multiprocessing
 import resource
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -31,38 +30,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from rss import PeakRSS
 
 SEQS = ["T2", "T1pre", "T1post1", "T1post2", "T1post3", "T1post4"]
 PAPER_MS_PER_PATCH = 300.0
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class PeakRSS:
-    """Resident memory of this process sampled every 5 ms in a thread; ``reset`` starts a new peak."""
-
-    def __init__(self) -> None:
-        self.peak = _rss_mib()
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            self.peak = max(self.peak, _rss_mib())
-            time.sleep(0.005)
-
-    def reset(self) -> float:
-        self.peak = _rss_mib()
-        return self.peak
-
-    def read(self) -> float:
-        time.sleep(0.01)
-        return max(self.peak, _rss_mib())
 
 
 def _stage_name(tr: object) -> str | None:

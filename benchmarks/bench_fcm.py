@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rss import rss_mib
 
 METHODS = ("histogram", "full", "scikit-fuzzy", "fuzzy-c-means")
 
@@ -57,11 +58,6 @@ def bezdek_memberships(x: np.ndarray, centers: np.ndarray, m: float) -> np.ndarr
     return u
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def worker(method: str, data_path: str, out_path: str, tol: float, max_iter: int) -> None:
     """Run one method on the saved data; save sorted memberships; print a JSON line."""
     x = np.load(data_path)
@@ -70,7 +66,7 @@ def worker(method: str, data_path: str, out_path: str, tol: float, max_iter: int
         from dce_monai.transforms.fcm import fuzzy_cmeans, fuzzy_cmeans_histogram
 
         kw = {"n_clusters": 3, "m": 2.0, "tol": tol, "max_iter": max_iter, "init": init}
-        base = _rss_mib()
+        base = rss_mib()
         t = time.perf_counter()
         if method == "histogram":
             res, u_t = fuzzy_cmeans_histogram(x, **kw)
@@ -83,7 +79,7 @@ def worker(method: str, data_path: str, out_path: str, tol: float, max_iter: int
         import skfuzzy
 
         u0 = bezdek_memberships(x, init, 2.0).T.copy()
-        base = _rss_mib()
+        base = rss_mib()
         t = time.perf_counter()
         cntr, u_s, _, _, _, n_iter, _ = skfuzzy.cluster.cmeans(x[None], 3, 2.0, error=tol, maxiter=max_iter, init=u0)
         el = time.perf_counter() - t
@@ -98,7 +94,7 @@ def worker(method: str, data_path: str, out_path: str, tol: float, max_iter: int
                 self.u = u0.copy()
 
         model = FixedInitFCM(n_clusters=3, m=2.0, error=max(tol, 1e-9), max_iter=min(max_iter, 1000))
-        base = _rss_mib()
+        base = rss_mib()
         t = time.perf_counter()
         model.fit(x[:, None])
         el = time.perf_counter() - t

@@ -26,16 +26,11 @@ SimpleITK: ``pip install -e .[bench]`` (the peers are skipped if absent).
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+from rss import rss_mib
 
 
 def itk_first_use() -> tuple[float, float]:
@@ -43,13 +38,13 @@ def itk_first_use() -> tuple[float, float]:
     from dce_monai.transforms.bias_field import n4_log_bias
 
     arr = np.random.default_rng(0).uniform(50, 100, (32, 32, 16)).astype(np.float32)
-    rss, t = _rss_mib(), time.perf_counter()
+    rss, t = rss_mib(), time.perf_counter()
     n4_log_bias(arr, np.eye(4), iterations=(1,))
     first = time.perf_counter() - t
     t = time.perf_counter()
     n4_log_bias(arr, np.eye(4), iterations=(1,))
     second = time.perf_counter() - t
-    print(f"ITK first use in this process: {first:.2f} s, +{_rss_mib() - rss:.0f} MiB resident (the same call again: {second:.3f} s)")
+    print(f"ITK first use in this process: {first:.2f} s, +{rss_mib() - rss:.0f} MiB resident (the same call again: {second:.3f} s)")
     return first, second
 
 
