@@ -31,8 +31,11 @@ test: $(STAMP)
 
 # Benchmarks print ratios against peers measured in the same run (docs/benchmarks.md): every
 # script at its defaults (demo size), then the full-size cases (448-512 voxels in-plane, ~150
-# slices) and FCM at 1e7 voxels. About 20 minutes on 2 free cores.
-BENCH_FULL = "bench_n4.py --size full --seeds 0 5" "bench_end_to_end.py --grid full --repeats 1" "bench_fcm.py --voxels 10000000"
+# slices), FCM at 1e7 integer and 2e6 float voxels, and the preprocessing cache on a
+# 100-patient cohort. About 30 minutes on 2 free cores.
+BENCH_FULL = "bench_n4.py --size full --seeds 0 5" "bench_end_to_end.py --grid full --repeats 1" \
+	"bench_fcm.py --voxels 10000000" "bench_fcm.py --data-kind float --voxels 2000000" \
+	"bench_preprocess_cache.py --patients 100"
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -4,12 +4,17 @@
     python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install fuzzy-c-means
     FCM_PEER_PYTHON=/tmp/benchvenv/bin/python \\
         .venv/bin/python benchmarks/bench_fcm.py --voxels 1000000 10000000
+    .venv/bin/python benchmarks/bench_fcm.py --data-kind float --voxels 2000000
 
 ``fuzzy-c-means`` pins numpy<2, so it runs in its own virtual environment, named by the
 ``FCM_PEER_PYTHON`` environment variable; a peer that is not installed is skipped.
 
-Data: integer subtraction-like values of a breast volume (fat/background around 0, enhancing
-parenchyma, a strongly enhancing lesion), uint16-like range. c = 3, m = 2. Every method starts
+Data (``--data-kind integer``, the default): integer subtraction-like values of a breast volume (fat/background around 0, enhancing
+parenchyma, a strongly enhancing lesion), uint16-like range. ``--data-kind float``: the same
+mixture times a multiplicative smooth-bias-like factor in [0.8, 1.2], not rounded, as after N4,
+where almost no value repeats; there ``histogram`` is ``FuzzyCMeansMask``'s float path (1024
+bins for a warm start, then full iterations on every value: exact) and ``binned`` the 1024 bins
+alone (an approximation). c = 3, m = 2. Every method starts
 from the same centres (quantiles 1/6, 1/2, 5/6 of the data; the peers get the matching
 initial memberships). Stopping rules differ by library: dce_monai stops when the largest
 centre move is below ``--tol`` (intensity units); scikit-fuzzy and fuzzy-c-means stop when the
@@ -35,7 +40,8 @@ from pathlib import Path
 import numpy as np
 from rss import rss_mib
 
-METHODS = ("histogram", "full", "scikit-fuzzy", "fuzzy-c-means")
+METHODS = ("histogram", "binned", "full", "scikit-fuzzy", "fuzzy-c-means")
+FLOAT_BINS = 1024  # FuzzyCMeansMask's bins for float input
 
 
 def make_data(n: int, seed: int = 0) -> np.ndarray:
@@ -44,6 +50,12 @@ def make_data(n: int, seed: int = 0) -> np.ndarray:
     n1, n2 = int(n * 0.8), int(n * 0.15)
     parts = [rng.normal(20, 15, n1), rng.normal(250, 60, n2), rng.normal(900, 120, n - n1 - n2)]
     return np.clip(np.concatenate(parts), -200, 3000).round().astype(np.float64)
+
+
+def make_float_data(n: int, seed: int = 0) -> np.ndarray:
+    """The same mixture, unrounded, times a factor in [0.8, 1.2]: float values that hardly repeat."""
+    rng = np.random.default_rng(seed + 1)
+    return make_data(n, seed) * rng.uniform(0.8, 1.2, n)
 
 
 def bezdek_memberships(x: np.ndarray, centers: np.ndarray, m: float) -> np.ndarray:
@@ -62,14 +74,17 @@ def worker(method: str, data_path: str, out_path: str, tol: float, max_iter: int
     """Run one method on the saved data; save sorted memberships; print a JSON line."""
     x = np.load(data_path)
     init = np.quantile(x, [1 / 6, 0.5, 5 / 6])
-    if method in ("histogram", "full"):
+    if method in ("histogram", "binned", "full"):
         from dce_monai.transforms.fcm import fuzzy_cmeans, fuzzy_cmeans_histogram
 
         kw = {"n_clusters": 3, "m": 2.0, "tol": tol, "max_iter": max_iter, "init": init}
         base = rss_mib()
         t = time.perf_counter()
-        if method == "histogram":
+        integer = bool(np.all(x == np.round(x)))
+        if method == "histogram" and integer:
             res, u_t = fuzzy_cmeans_histogram(x, **kw)
+        elif method in ("histogram", "binned"):  # float: FuzzyCMeansMask's path, or the bins alone
+            res, u_t = fuzzy_cmeans_histogram(x, n_bins=FLOAT_BINS, refine=method == "histogram", **kw)
         else:
             res = fuzzy_cmeans(x, **kw)
             u_t = res.memberships
@@ -134,7 +149,9 @@ def main() -> None:
     ap.add_argument("--voxels", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--max-iter", type=int, default=300)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--data-kind", choices=("integer", "float"), default="integer")
+    ap.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                    help="default: all; binned only for --data-kind float (on integers histogram is exact)")
     ap.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -142,11 +159,15 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.data, args.out, args.tol, args.max_iter)
         return
+    if args.methods is None:
+        args.methods = [m for m in METHODS if m != "binned" or args.data_kind == "float"]
+    make = make_float_data if args.data_kind == "float" else make_data
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.voxels:
             data_path = str(Path(tmp) / "x.npy")
-            np.save(data_path, make_data(n))
-            print(f"\n{n:,} voxels, c=3, m=2, tol={args.tol:g}, max_iter={args.max_iter}, {os.cpu_count()} CPU(s)")
+            np.save(data_path, make(n))
+            print(f"\n{n:,} {args.data_kind} voxels, c=3, m=2, tol={args.tol:g}, max_iter={args.max_iter}, {os.cpu_count()} CPU(s)")
+            x = np.load(data_path)
             res = {}
             for method in args.methods:
                 r = run_method(method, data_path, tmp, args)
@@ -159,16 +180,21 @@ def main() -> None:
                     f"  {method:14s}: {r['time']:8.3f} s  peak +{r['mem']:7.0f} MiB  {its} {per}"
                     f"  ({r['n_points']:,} points iterated)"
                 )
+                w = r["u"] ** 2  # m = 2: the centres these memberships define, comparable across libraries
+                r["centers"] = (w * x[:, None]).sum(0) / w.sum(0)
             ref = res.get("full")
             for method, r in res.items():
                 if method == "full" or ref is None:
                     continue
                 du = float(np.abs(r["u"] - ref["u"]).max())
                 same = float((r["u"].argmax(1) == ref["u"].argmax(1)).mean() * 100)
-                print(f"  {method:14s} vs dce_monai full: max |du| {du:.1e}, same hard labels {same:.4f} %")
+                dc = float(np.abs(r["centers"] - ref["centers"]).max())
+                print(f"  {method:14s} vs dce_monai full: max |du| {du:.1e}, same hard labels {same:.4f} %, max centre difference {dc:.4f}")
+            if ref is not None:
+                print("  centres (dce_monai full): " + ", ".join(f"{c:.3f}" for c in ref["centers"]))
             for peer in ("scikit-fuzzy", "fuzzy-c-means"):
                 if peer in res:
-                    for ours in ("full", "histogram"):
+                    for ours in ("full", "histogram", "binned"):
                         if ours in res:
                             print(
                                 f"  speed-up {ours:9s} vs {peer:13s}: {res[peer]['time'] / res[ours]['time']:8.1f}x"

@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dce_monai {__version__}")
     parser.add_argument(
         "--threads", dest="process_threads", type=int, default=None, metavar="N",
-        help="torch/BLAS/OpenMP threads for the whole command, given before it (default: the CPUs this "
-        "process may run on, os.sched_getaffinity; a command's own --threads applies inside it)",
+        help="torch/BLAS/OpenMP threads for the whole command, given before it (default: OMP_NUM_THREADS "
+        "where set, else the CPUs this process may run on, os.sched_getaffinity; a command's own --threads "
+        "applies inside it)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

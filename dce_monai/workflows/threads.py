@@ -8,6 +8,8 @@ count to torch's intra-op pool, to the BLAS/OpenMP pools (``threadpoolctl``) and
 (N4, registration: ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``, read when ITK is first loaded, so
 ITK stays unloaded until a transform needs it; set directly when it is loaded already). The
 ``dce-monai --threads N`` option (before the command name) uses them for the whole command.
+Without ``--threads`` the count is ``OMP_NUM_THREADS`` where the user (or a job scheduler)
+set it, the same variable torch reads at start-up, else the available CPUs.
 
 Oversubscribed cores make thread pools slow and erratic, so on a machine shared with other
 jobs pass a count below the CPUs available.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_cpus", "resolve_threads", "set_process_threads"]
+__all__ = ["available_cpus", "cpu_budget", "resolve_threads", "set_process_threads"]
 
 
 def available_cpus() -> int:
@@ -28,18 +30,38 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def cpu_budget() -> int:
+    """Threads this process may run: ``OMP_NUM_THREADS`` when set, else :func:`available_cpus`.
+
+    ``OMP_NUM_THREADS`` is how a user, ``pytest-xdist`` worker or job scheduler asks a process
+    for fewer threads than the machine has; torch honours it at start-up, and a thread count
+    chosen from the CPUs alone would override that request. A nested-level list (``"4,2"``)
+    gives its first level.
+
+    Raises:
+        ValueError: ``OMP_NUM_THREADS`` is set but is not a positive integer (its value named).
+    """
+    raw = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not raw:
+        return available_cpus()
+    first = raw.split(",")[0].strip()
+    if not first.isdigit() or int(first) < 1:
+        raise ValueError(f"environment variable OMP_NUM_THREADS must be a positive integer, got {raw!r}.")
+    return int(first)
+
+
 def resolve_threads(threads: int | None = None, workers: int = 1) -> int:
-    """Threads per worker: ``threads`` if given, else the available CPUs shared among ``workers``.
+    """Threads per worker: ``threads`` if given, else :func:`cpu_budget` shared among ``workers``.
 
     Args:
-        threads: explicit count (>= 1), or ``None`` for ``max(1, available_cpus() // workers)``.
+        threads: explicit count (>= 1), or ``None`` for ``max(1, cpu_budget() // workers)``.
         workers: processes that will share the CPUs (>= 1).
 
     Returns:
         The thread count (>= 1).
 
     Raises:
-        ValueError: ``threads`` or ``workers`` is not an integer >= 1.
+        ValueError: ``threads`` or ``workers`` is not an integer >= 1, or a bad ``OMP_NUM_THREADS``.
 
     Example:
         >>> resolve_threads(3)
@@ -48,7 +70,7 @@ def resolve_threads(threads: int | None = None, workers: int = 1) -> int:
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}.")
     if threads is None:
-        return max(1, available_cpus() // workers)
+        return max(1, cpu_budget() // workers)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}.")
     return threads
@@ -61,7 +83,7 @@ def set_process_threads(threads: int | None = None) -> int:
     counts, see ``limit_threads`` in :mod:`dce_monai.workflows.baseline_kinetics`.
 
     Args:
-        threads: explicit count (>= 1) or ``None`` for the available CPUs.
+        threads: explicit count (>= 1) or ``None`` for :func:`cpu_budget`.
 
     Returns:
         The count applied.

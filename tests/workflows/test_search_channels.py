@@ -268,7 +268,7 @@ def test_cli_shards_and_merge(cohort, tmp_path, capsys):
     p = argparse.ArgumentParser()
     add_cli_arguments(p)
     base = [str(cohort), "--out", str(tmp_path), "--k", "2", "--max-epochs", "1", "--image-size", "32", "--patch-size", "16",
-            "--triplets", "T1pre,T1post3,sub;T2,T1pre,sub", "--no-progress", "--n-boot", "50"]
+            "--triplets", "T1pre,T1post3,sub;T2,T1pre,sub", "--no-progress", "--n-boot", "50", "--no-bias-correction"]
     assert cli_main(p.parse_args(base + ["--shard", "0/2"])) == 0
     assert not (tmp_path / "ranking.md").exists()
     assert cli_main(p.parse_args(base + ["--shard", "1/2"])) == 0
@@ -400,8 +400,8 @@ def test_merge_errors(cohort, small_run, tmp_path):
 
 
 def test_run_cells_fold_errors(cohort, tmp_path):
-    cache = search_patch_cache(cohort, tmp_path, ["T2", "T1pre", "sub"], 16, progress=False)
-    st = SearchSettings(max_epochs=1, image_size=32)
+    cache = search_patch_cache(cohort, tmp_path, ["T2", "T1pre", "sub"], 16, progress=False, bias_correction=False)
+    st = SearchSettings(max_epochs=1, image_size=32, bias_correction=False)
     pids = sorted(set(cache.patient_ids))
     with pytest.raises(ValueError, match="fold 0: .* every fold needs both"):
         run_cells(cache, [TRIPS[0]], 0, write_folds([pids, []], tmp_path / "f1.json"), st)
@@ -442,12 +442,12 @@ def test_channels_from_the_exams_and_patients_left_out(cohort):
 
 
 def test_diverged_training_is_reported(cohort, tmp_path):
-    cache = search_patch_cache(cohort, tmp_path, ["T2", "T1pre", "sub"], 16, progress=False)
+    cache = search_patch_cache(cohort, tmp_path, ["T2", "T1pre", "sub"], 16, progress=False, bias_correction=False)
     bad = PatchCache(images=torch.full_like(cache.images, float("nan")), channel_names=cache.channel_names, labels=cache.labels,
                      lesion_ids=cache.lesion_ids, patient_ids=cache.patient_ids, slice_index=cache.slice_index)
     folds = write_folds(patient_folds(cache.lesion_table(), k=2, seed=0), tmp_path / "folds.json")
     with pytest.raises(ValueError, match=r"cell T2\+T1pre\+sub__fold0: the trained network gives NaN/Inf"):
-        run_cells(bad, [TRIPS[0]], 0, folds, SearchSettings(max_epochs=1, image_size=32))
+        run_cells(bad, [TRIPS[0]], 0, folds, SearchSettings(max_epochs=1, image_size=32, bias_correction=False))
 
 
 def test_invalid_cohort_refused_before_any_work(broken_cohort, tmp_path):

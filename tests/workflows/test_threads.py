@@ -22,8 +22,25 @@ def test_available_cpus_without_affinity_api(monkeypatch):
 
 @pytest.mark.parametrize(("threads", "workers", "cpus", "expected"), [(None, 1, 4, 4), (None, 3, 4, 1), (None, 8, 4, 1), (2, 1, 4, 2), (7, 2, 4, 7)])
 def test_resolve_threads(monkeypatch, threads, workers, cpus, expected):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(th, "available_cpus", lambda: cpus)
     assert th.resolve_threads(threads, workers) == expected
+
+
+@pytest.mark.parametrize(("omp", "workers", "expected"), [("1", 1, 1), ("3", 1, 3), (" 4 ", 2, 2), ("4,2", 1, 4), ("", 1, 16)])
+def test_omp_num_threads_is_the_budget_when_set(monkeypatch, omp, workers, expected):
+    """A user's or scheduler's OMP_NUM_THREADS wins over the CPU count (torch honours it too)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    monkeypatch.setattr(th, "available_cpus", lambda: 16)
+    assert th.resolve_threads(None, workers) == expected
+    assert th.resolve_threads(5, workers) == 5  # an explicit count wins over both
+
+
+@pytest.mark.parametrize("omp", ["0", "two", "-1", ",2"])
+def test_bad_omp_num_threads_is_named(monkeypatch, omp):
+    monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    with pytest.raises(ValueError, match=rf"OMP_NUM_THREADS must be a positive integer, got '{omp}'"):
+        th.resolve_threads(None)
 
 
 @pytest.mark.parametrize(
