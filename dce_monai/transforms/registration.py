@@ -25,11 +25,11 @@ Method (all ITK, ``itk.ImageRegistrationMethodv4``):
   ``--smoothing``);
 - metric sampling: a fixed-seed random 25 % of the voxels per level (``sampling_fraction``),
   at most 200,000 per level (``max_samples``), which keeps the result reproducible and the run
-  at about 0.5 s per phase on the tiny phantom (64x64x16) and a few seconds on the demo phantom
-  (128x128x32) on 2 CPU cores shared with other jobs. A full-size exam (512x512x96 at
-  0.7x0.7x1.1 mm) took 87 s per phase there (error 0.003 mm), over 3.5 minutes without the
-  cap (not profiled further); ``shrink_factors=(4, 2)`` with ``smoothing_sigmas=(2, 1)``
-  skips the full-resolution level for such exams.
+  at seconds per phase on the demo phantom (128x128x32; figures in docs/benchmarks.md,
+  ``benchmarks/bench_registration.py``). A full-size exam (512x512x96 at 0.7x0.7x1.1 mm) took
+  87 s per phase in a run not repeated since (error 0.003 mm), over 3.5 minutes without the
+  cap; ``shrink_factors=(4, 2)`` with ``smoothing_sigmas=(2, 1)`` skips the full-resolution
+  level for such exams.
 
 Resampling: linear interpolation with ``itk.ResampleImageFilter`` onto the fixed grid. Voxels
 whose source lies outside the moving image take the value of the nearest edge voxel (the
