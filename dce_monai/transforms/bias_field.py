@@ -555,7 +555,8 @@ class N4BiasFieldCorrectiond(MapTransform):
             v = d[k]
             if tuple(v.shape[1:]) != tuple(field.shape[1:]):
                 raise ValueError(f"{case}: {k!r} has spatial shape {tuple(v.shape[1:])}, the N4 reference {self.reference_key!r} {tuple(field.shape[1:])}.")
-            check_finite(v, str(k), case)
+            if v is not ref:  # the reference was checked by the fit
+                check_finite(v, str(k), case)
         divide_keys(d, keys, field, self.inplace)
         return d
 

@@ -162,6 +162,26 @@ def test_bias_correction_step_fits_t1_on_t1pre_and_t2_on_itself():
     assert all(off[k] is d[k] for k in d)
 
 
+def test_dict_checks_every_image_once_and_names_the_bad_key(monkeypatch):
+    """The reference is checked by the fit and not again; a NaN in another phase is refused by name, nothing divided."""
+    import dce_monai.transforms.bias_field as bf
+
+    obs, _, _ = _volume()
+    aff = torch.as_tensor(_affine())
+    seen = []
+    real = bf.check_finite
+    monkeypatch.setattr(bf, "check_finite", lambda x, name, case: (seen.append(name), real(x, name, case))[1])
+    d = {"T1pre": MetaTensor(torch.tensor(obs)[None], affine=aff), "T1post1": MetaTensor(torch.tensor(obs * 1.5)[None], affine=aff)}
+    N4BiasFieldCorrectiond(["T1pre", "T1post1"])(d)
+    assert seen == ["img", "T1post1"]
+    bad = {"T1pre": MetaTensor(torch.tensor(obs)[None], affine=aff), "T1post1": MetaTensor(torch.tensor(obs)[None], affine=aff)}
+    bad["T1post1"][0, 1, 2, 3] = float("nan")
+    before = bad["T1pre"].clone()
+    with pytest.raises(ValueError, match=r"'T1post1' has 1 NaN/Inf voxels"):
+        N4BiasFieldCorrectiond(["T1pre", "T1post1"])(bad)
+    assert torch.equal(bad["T1pre"], before)
+
+
 @pytest.mark.parametrize(
     "keys, enabled, match",
     [(["T1post1", "T1post3"], True, "fits the T1 field on 'T1pre', which is not among the keys"), (["T1pre"], "yes", "must be true or false, got 'yes'")],
