@@ -172,6 +172,11 @@ def names_in(d: Mapping[Hashable, Any], keys: Sequence[Hashable]) -> list[Hashab
     return [k for k in keys if k not in d]
 
 
+def _data(t: Any) -> Any:
+    """The plain tensor under a MetaTensor (its data, no meta); anything else as it is."""
+    return t.as_tensor() if isinstance(t, MetaTensor) else t
+
+
 def wrap_like(out: torch.Tensor, ref: Any) -> torch.Tensor:
     """``out`` typed as a MONAI intensity transform returns it, carrying ``ref``'s meta and trace.
 
@@ -189,8 +194,7 @@ def wrap_like(out: torch.Tensor, ref: Any) -> torch.Tensor:
         out: the computed values (plain tensor or MetaTensor; its own meta is discarded).
         ref: the transform's input (ndarray, Tensor or MetaTensor).
     """
-    data = out.as_tensor() if isinstance(out, MetaTensor) else out
-    res = convert_to_tensor(data, track_meta=get_track_meta())
+    res = convert_to_tensor(_data(out), track_meta=get_track_meta())
     if isinstance(res, MetaTensor) and isinstance(ref, MetaTensor):
         res.copy_meta_from(ref)
     return res
@@ -210,11 +214,11 @@ def divide_keys(d: dict[Hashable, Any], keys: Sequence[Hashable], divisor: torch
         if inplace and isinstance(v, torch.Tensor) and v.dtype == torch.float32:
             if v.data_ptr() not in divided:
                 divided.add(v.data_ptr())
-                (v.as_tensor() if isinstance(v, MetaTensor) else v).div_(divisor)
+                _data(v).div_(divisor)
             d[k] = v if isinstance(v, MetaTensor) else wrap_like(v, v)
         else:
             t = to_float_tensor(v)
-            d[k] = wrap_like((t.as_tensor() if isinstance(t, MetaTensor) else t) / divisor, v)
+            d[k] = wrap_like(_data(t) / divisor, v)
 
 
 def fresh_tensor(img: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -224,8 +228,7 @@ def fresh_tensor(img: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
     track_meta=get_track_meta())``), except that a MetaTensor input is not mutated when a trace
     entry is then pushed onto the output.
     """
-    data = img.as_tensor() if isinstance(img, MetaTensor) else img
-    res = convert_to_tensor(data, dtype=dtype, track_meta=get_track_meta())
+    res = convert_to_tensor(_data(img), dtype=dtype, track_meta=get_track_meta())
     if isinstance(res, MetaTensor) and isinstance(img, MetaTensor):
         res.copy_meta_from(img)
     return res
