@@ -78,9 +78,9 @@ def worker(method: str, data_path: str, out_path: str, tol: float, max_iter: int
         from dce_monai.transforms.fcm import fuzzy_cmeans, fuzzy_cmeans_histogram
 
         kw = {"n_clusters": 3, "m": 2.0, "tol": tol, "max_iter": max_iter, "init": init}
+        integer = bool(np.all(x == np.round(x)))  # which data kind: decided before the clock starts
         base = rss_mib()
         t = time.perf_counter()
-        integer = bool(np.all(x == np.round(x)))
         if method == "histogram" and integer:
             res, u_t = fuzzy_cmeans_histogram(x, **kw)
         elif method in ("histogram", "binned"):  # float: FuzzyCMeansMask's path, or the bins alone
@@ -165,9 +165,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.voxels:
             data_path = str(Path(tmp) / "x.npy")
-            np.save(data_path, make(n))
+            x = make(n)
+            np.save(data_path, x)
             print(f"\n{n:,} {args.data_kind} voxels, c=3, m=2, tol={args.tol:g}, max_iter={args.max_iter}, {os.cpu_count()} CPU(s)")
-            x = np.load(data_path)
             res = {}
             for method in args.methods:
                 r = run_method(method, data_path, tmp, args)
